@@ -1,0 +1,106 @@
+/*
+ * adapter.h - the interface between a message bus and the bridge.
+ *
+ * Every bus (Redis pub/sub, Redis Streams, MQTT) is one adapter: a const
+ * struct adapter_ops with start/stop/status, in the manner of hiredis's
+ * event-loop adapters. The bridge creates one struct source per configured
+ * source, fills in its config, event base, subscriptions and sink, and
+ * calls ops->start. From then on the adapter lives on the bridge's
+ * libevent loop (one thread, no locks): it connects, subscribes, retries
+ * with capped exponential backoff and jitter, and hands every message it
+ * receives to sink.deliver. Only adapter .c files include hiredis.h or
+ * mosquitto.h.
+ *
+ * Invariants: an adapter never blocks the loop, never exits the process,
+ * never logs a password or token (log source names, hosts and ports, not
+ * URLs), and after stop() it calls no sink function.
+ */
+#ifndef SLUICE_ADAPTER_H
+#define SLUICE_ADAPTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+struct event_base;
+struct message;
+struct source;
+
+/* Upstream subscriptions of one source. mqtt: `patterns` holds the MQTT
+ * filters; redis: `exact` the SUBSCRIBE channels, `patterns` the
+ * PSUBSCRIBE globs; redis-stream: `exact` the stream keys. */
+struct subscriptions {
+    struct config_strv exact;
+    struct config_strv patterns;
+};
+
+void subscriptions_free(struct subscriptions *subs);
+
+/* What the bridge gives every adapter. */
+struct sink {
+    /*
+     * Hands one message to the bridge; takes the adapter's reference
+     * (the adapter must not touch msg afterwards). Returns 0 when the
+     * message is stored at the configured durability, -1 when it was
+     * refused (too large, out of memory): an acknowledging adapter
+     * (MQTT QoS>0, redis-stream) may rely on this to ack only after 0.
+     */
+    int (*deliver)(void *ctx, struct source *src, struct message *msg);
+    /* Called whenever source_state changes (for /readyz and metrics). */
+    void (*state_changed)(void *ctx, struct source *src);
+    void *ctx;
+};
+
+enum source_state {
+    SOURCE_DOWN,        /* not connected; retrying */
+    SOURCE_CONNECTING,  /* connected, not yet subscribed */
+    SOURCE_UP,          /* connected and subscribed */
+};
+
+struct adapter_ops {
+    const char *type; /* "redis", "redis-stream", "mqtt" */
+    /* Starts connecting (asynchronously). 0, or -1 with why filled (e.g.
+     * a URL that cannot be parsed). */
+    int (*start)(struct source *src, char *why, size_t whylen);
+    /* Disconnects and frees the adapter's private state. Idempotent. */
+    void (*stop)(struct source *src);
+    /* Replaces the upstream subscriptions (after SIGHUP): subscribes the
+     * new, unsubscribes the gone. Takes ownership of *subs' contents. */
+    int (*resubscribe)(struct source *src, struct subscriptions *subs);
+};
+
+/* The runtime state of one configured source, owned by the bridge. */
+struct source {
+    const struct adapter_ops *ops;
+    const struct source_config *cfg; /* owned by the bridge's config */
+    uint32_t index;                  /* position in config->sources */
+    struct event_base *base;
+    struct sink sink;
+    struct subscriptions subs;       /* owned by the source */
+
+    /* Maintained by the adapter. */
+    enum source_state state;
+    char status[160];                /* human reason when not up; no secrets */
+
+    void *impl;                      /* the adapter's private state */
+};
+
+/* The adapters; adapter_for_type picks one. */
+extern const struct adapter_ops redis_adapter_ops;
+extern const struct adapter_ops redis_stream_adapter_ops;
+extern const struct adapter_ops mqtt_adapter_ops;
+
+const struct adapter_ops *adapter_for_type(enum source_type type);
+
+/* Sets src->state (and status text) and calls sink.state_changed when it
+ * changed. For adapters. */
+void source_set_state(struct source *src, enum source_state state,
+                      const char *status);
+
+/* Delay before reconnect attempt `attempt` (0-based): capped exponential
+ * backoff (100 ms doubling up to 30 s) with full jitter in [50%,100%]. */
+int64_t source_backoff_ms(unsigned attempt);
+
+#endif

@@ -1,0 +1,100 @@
+/*
+ * route.h - URL path templates and their topic patterns.
+ *
+ * A route (SPEC 3) maps a path template such as /sites/{site}/temp or
+ * /mqtt/{topic*} to topic templates "SOURCE:PATTERN" that may use the
+ * captured parameters. The route table is built once per config load
+ * (and again on SIGHUP) and is immutable afterwards.
+ *
+ * At request time route_table_match() finds the route for a raw path and
+ * captures percent-decoded parameters; route_resolve() substitutes them
+ * into the topic templates, refusing values that would change a
+ * pattern's meaning (the 400 of SPEC 3.1). At start-up
+ * route_table_subscriptions() derives each source's upstream
+ * subscriptions: a parameter becomes "+" ("#" for {x*} at the end) for
+ * MQTT and "*" for Redis.
+ */
+#ifndef SLUICE_ROUTE_H
+#define SLUICE_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "adapters/adapter.h"
+#include "bridge/topic.h"
+#include "config/config.h"
+
+#define ROUTE_MAX_PARAMS 16
+
+struct route; /* one compiled route; private to route.c */
+struct route_table;
+
+/*
+ * Compiles every route of cfg (which must outlive the table). Checks path
+ * templates ({name}, a last {name*}, unique names, no reserved path
+ * /healthz /readyz /metrics, no two routes with the same template), topic
+ * templates (known source, parameters that exist in the path, pattern
+ * syntax via topic_validate, redis-stream patterns without wildcards).
+ * Returns a new table (free with route_table_free) or NULL with *errors a
+ * malloc'd "FILE:LINE:COL: message\n" list.
+ */
+struct route_table *route_table_build(const struct config *cfg,
+                                      char **errors);
+void route_table_free(struct route_table *t);
+
+size_t route_table_count(const struct route_table *t);
+const struct route *route_table_get(const struct route_table *t, size_t i);
+
+/* The route's config and its index in cfg->routes. */
+const struct route_config *route_config_of(const struct route *r);
+size_t route_index(const struct route *r);
+
+/* Captured, percent-decoded parameter values. */
+struct route_params {
+    size_t count;
+    const char *names[ROUTE_MAX_PARAMS]; /* borrowed from the route */
+    char *values[ROUTE_MAX_PARAMS];      /* owned */
+};
+
+void route_params_clear(struct route_params *p);
+
+enum route_lookup {
+    ROUTE_FOUND,
+    ROUTE_NOT_FOUND,
+    ROUTE_BAD_PATH, /* bad percent-encoding, NUL, empty parameter: 400 */
+};
+
+/* Finds the route for raw_path (as received: percent-encoded, without
+ * query). Literal segments win over parameters when several routes
+ * match. On ROUTE_FOUND fills *route and *params (clear them with
+ * route_params_clear). */
+enum route_lookup route_table_match(const struct route_table *t,
+                                    const char *raw_path,
+                                    const struct route **route,
+                                    struct route_params *params);
+
+/*
+ * Substitutes params into the route's topic templates and fills *out
+ * (clear with topic_filter_clear). Returns 0, or -1 with a short reason
+ * in err (for a 400 body, e.g. "parameter site: '+' not allowed") when a
+ * value would change a pattern's meaning.
+ */
+int route_resolve(const struct route_table *t, const struct route *r,
+                  const struct route_params *params, struct topic_filter *out,
+                  char *err, size_t errlen);
+
+/*
+ * The upstream subscriptions of source `source_index`: the configured
+ * ones (subscribe / channels / patterns / streams) where given, else
+ * derived from the routes, deduplicated. Redis: literal templates go to
+ * exact (SUBSCRIBE), the rest to patterns. Returns 0 or -1 on ENOMEM;
+ * free with subscriptions_free.
+ */
+int route_table_subscriptions(const struct route_table *t,
+                              size_t source_index, struct subscriptions *out);
+
+/* Glob match for auth allow lists: "*" matches within one path segment,
+ * a trailing "/*" or "**" matches the rest; otherwise literal. */
+bool route_glob_match(const char *glob, const char *path);
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * topic.h - topic patterns: matching, validation, and the index that maps
+ * a message's topic to the feeds that want it.
+ *
+ * Each source type has its own pattern syntax (SPEC 3.1): MQTT filters
+ * ("+" one level, "#" the rest, "$" topics not matched by a leading
+ * wildcard), Redis globs (Redis's own stringmatchlen rules: * ? [..] and
+ * backslash escapes), and exact keys for redis-stream.
+ *
+ * The index is on the per-message hot path: matching a topic must cost
+ * about the same with 10 or 10,000 registered patterns. MQTT filters live
+ * in a trie keyed by level; literal patterns of any type in a hash table;
+ * only Redis globs with wildcards are scanned.
+ */
+#ifndef SLUICE_TOPIC_H
+#define SLUICE_TOPIC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+/* MQTT filter match (MQTT 3.1.1 section 4.7). */
+bool topic_mqtt_match(const char *filter, const char *topic, size_t len);
+
+/* Redis glob match, same semantics as Redis's stringmatchlen(). */
+bool topic_glob_match(const char *pattern, size_t plen, const char *s,
+                      size_t slen);
+
+/* Dispatches on type: mqtt filter, redis glob, redis-stream exact. */
+bool topic_match(enum source_type type, const char *pattern,
+                 const char *topic, size_t len);
+
+/* True when pattern has no wildcard for its type (an exact name). */
+bool topic_is_literal(enum source_type type, const char *pattern);
+
+/* Checks a pattern's syntax for its type (MQTT: "#" only as the whole
+ * last level, "+" only as a whole level, not empty; redis-stream: no
+ * wildcard needed, any non-empty key). 0, or -1 with err filled. */
+int topic_validate(enum source_type type, const char *pattern, char *err,
+                   size_t errlen);
+
+/* The injection rule of SPEC 3.1: true when a path parameter value may be
+ * substituted into a pattern without changing its meaning. mqtt: no "+",
+ * "#", and no "/" unless multi_level ({name*}); redis: no * ? [ ] or "\\";
+ * all types: no NUL, not empty. */
+bool topic_param_safe(enum source_type type, const char *value, size_t len,
+                      bool multi_level);
+
+/* One concrete pattern of a stream: source index + type + pattern. */
+struct topic_pattern {
+    uint32_t source;
+    enum source_type type;
+    char *pattern; /* owned */
+};
+
+/* What one stream watches: a message matches when its source/topic
+ * matches one of `patterns` and, when narrow.count > 0, its topic also
+ * matches one of `narrow` in its own source's syntax (?topic=). */
+struct topic_filter {
+    struct topic_pattern *patterns;
+    size_t count;
+    struct config_strv narrow; /* pos unused (NULL) */
+};
+
+bool topic_filter_match(const struct topic_filter *f, uint32_t source,
+                        enum source_type type, const char *topic,
+                        size_t len);
+
+/* Canonical string for a filter (sorted, deduplicated patterns and
+ * narrows), so that streams with equal filters can share one feed.
+ * Returns a malloc'd string (caller frees), NULL on ENOMEM. */
+char *topic_filter_key(const struct topic_filter *f);
+
+/* Frees the filter's contents (not f itself) and zeroes it. */
+void topic_filter_clear(struct topic_filter *f);
+
+/* The index: (source, pattern) -> owners. */
+struct topic_index;
+
+struct topic_index *topic_index_new(void);
+void topic_index_free(struct topic_index *idx);
+
+/* Registers owner for pattern (copied). The same (pattern, owner) pair
+ * may be added several times; each add needs one remove. 0 or -1. */
+int topic_index_add(struct topic_index *idx, uint32_t source,
+                    enum source_type type, const char *pattern, void *owner);
+void topic_index_remove(struct topic_index *idx, uint32_t source,
+                        enum source_type type, const char *pattern,
+                        void *owner);
+
+typedef void (*topic_index_cb)(void *owner, void *arg);
+
+/* Calls cb for every registered (pattern, owner) whose pattern matches
+ * topic. An owner registered with several matching patterns is called
+ * once per pattern: callers dedupe. cb must not add to or remove from
+ * the index. */
+void topic_index_match(const struct topic_index *idx, uint32_t source,
+                       enum source_type type, const char *topic, size_t len,
+                       topic_index_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,215 @@
+/*
+ * config.h - the sluice configuration: its data model and the YAML loader.
+ *
+ * The YAML file (SPEC section 3) is parsed with libyaml into the plain
+ * structs below. Every scalar goes through ${VAR} / ${VAR:-default}
+ * expansion; durations become milliseconds, sizes bytes. Anything the
+ * loader cannot accept is reported as "FILE:LINE:COL: message" and the
+ * whole load fails: a config is either entirely valid or not returned.
+ *
+ * The loader checks the schema (keys, types, ranges, names, uniqueness).
+ * Checks that need the routing engine (path templates, topic patterns and
+ * their sources) are done by route_table_build() in bridge/route.c, which
+ * reports errors with the positions kept here (struct config_pos).
+ *
+ * Ownership: a struct config owns every string and array below it; free
+ * the whole tree with config_free(). Nothing here is shared or global.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A position in the config file, 1-based, as libyaml's mark + 1. */
+struct config_pos {
+    int line;
+    int col;
+};
+
+/* A list of strings with the position of each item. */
+struct config_strv {
+    char **items;
+    struct config_pos *pos;
+    size_t count;
+};
+
+enum source_type {
+    SOURCE_MQTT,
+    SOURCE_REDIS,
+    SOURCE_REDIS_STREAM,
+};
+
+struct source_config {
+    char *name;               /* [a-z0-9_-]+, unique */
+    enum source_type type;
+    char *url;                /* may hold credentials: never log it whole */
+    struct config_pos pos;    /* of the list item */
+    struct config_pos url_pos;
+
+    /* mqtt */
+    struct config_strv subscribe; /* empty: derived from routes */
+    int qos;                  /* 0, 1, 2; default 0 */
+    char *client_id;          /* NULL: generated "sluice-<name>-<pid>" */
+    bool clean_session;       /* default true */
+    int protocol;             /* 4 (MQTT 3.1.1, default) or 5 */
+    int64_t keepalive_ms;     /* default 30s */
+    char *ca_file;            /* mqtts:// */
+    char *cert_file;
+    char *key_file;
+
+    /* redis */
+    struct config_strv channels;  /* SUBSCRIBE */
+    struct config_strv patterns;  /* PSUBSCRIBE */
+    bool have_channels;           /* key present (even if empty): no derivation */
+    bool have_patterns;
+
+    /* redis-stream */
+    struct config_strv streams;   /* XREAD keys */
+};
+
+enum route_format {
+    ROUTE_FORMAT_JSON,
+    ROUTE_FORMAT_RAW,
+};
+#define ROUTE_FORMAT_COUNT 2
+
+enum route_event {
+    ROUTE_EVENT_NONE,   /* no "event:" line: the browser sees "message" */
+    ROUTE_EVENT_TOPIC,  /* "event: <topic>" */
+    ROUTE_EVENT_FIXED,  /* "event: <event_name>" */
+};
+
+struct route_config {
+    char *path;                  /* template: /a/{x}/b or /a/{rest*} */
+    struct config_pos pos;       /* of the list item */
+    struct config_pos path_pos;
+    struct config_strv topics;   /* "SOURCE:PATTERN" templates */
+    enum route_format format;    /* default json */
+    enum route_event event;      /* default none */
+    char *event_name;            /* for ROUTE_EVENT_FIXED */
+    bool snapshot;               /* default false */
+    bool is_public;              /* key "public"; default false */
+    bool enabled;                /* default true; false answers 204 */
+};
+
+enum fsync_mode {
+    FSYNC_NEVER,
+    FSYNC_BATCH,    /* default: at most 100 ms of exposure */
+    FSYNC_ALWAYS,
+};
+
+struct history_config {
+    uint64_t max_events;   /* default 100000 */
+    uint64_t max_bytes;    /* default 64 MiB */
+    int64_t max_age_ms;    /* default 1h */
+    char *dir;             /* NULL: memory only */
+    enum fsync_mode fsync; /* default batch */
+};
+
+struct stream_config {
+    int64_t heartbeat_ms;       /* default 15s */
+    int64_t retry_ms;           /* default 2s */
+    uint64_t padding;           /* default 0 */
+    uint64_t max_pending;       /* default 1 MiB */
+    uint64_t max_connections;   /* default 10000 */
+    int64_t retry_overload_ms;  /* default 10s */
+    bool compression;           /* default false */
+    int64_t max_lifetime_ms;    /* default 0: unlimited */
+};
+
+struct token_config {
+    char *name;
+    char *token;                /* secret: never log it */
+    struct config_strv allow;   /* path globs; empty: all */
+    struct config_pos pos;
+};
+
+enum jwt_alg {
+    JWT_ALG_HS256,
+    JWT_ALG_HS384,
+    JWT_ALG_HS512,
+    JWT_ALG_RS256,
+    JWT_ALG_ES256,
+};
+
+struct jwt_config {
+    bool present;
+    enum jwt_alg algorithm;     /* default HS256 */
+    char *secret;               /* HS*: secret, never log it */
+    char *public_key_file;      /* RS256/ES256 */
+    char *issuer;               /* optional */
+    char *audience;             /* optional */
+    struct config_strv allow;   /* globs, "{sub}" allowed; default none */
+    int64_t leeway_ms;          /* key "leeway"; default 5s */
+    struct config_pos pos;
+};
+
+struct auth_config {
+    bool present;               /* an auth block exists */
+    struct token_config *tokens;
+    size_t ntokens;
+    struct jwt_config jwt;
+    char *cookie;               /* NULL: no cookie */
+};
+
+enum log_format {
+    LOG_FORMAT_TEXT,
+    LOG_FORMAT_JSON,
+};
+
+enum log_level {
+    LOG_DEBUG,
+    LOG_INFO,
+    LOG_WARN,
+    LOG_ERROR,
+};
+
+struct config {
+    char *file;                 /* name used in messages; "<embedded>" */
+    char *listen_host;          /* default 127.0.0.1; v6 without brackets */
+    int listen_port;            /* default 8080 */
+    struct config_pos listen_pos;
+
+    struct source_config *sources;
+    size_t nsources;
+    struct route_config *routes;
+    size_t nroutes;
+
+    struct history_config history;
+    struct stream_config stream;
+    struct auth_config auth;
+    struct config_strv cors_origins;
+
+    enum log_level log_level;   /* default info */
+    enum log_format log_format; /* default text */
+    int64_t shutdown_grace_ms;  /* default 5s */
+    uint64_t max_payload;       /* default 1 MiB */
+};
+
+/*
+ * Parses a YAML document. `name` is the file name used in messages,
+ * `text`/`len` its contents. On success returns a new config (free with
+ * config_free) and sets *errors to NULL. On failure returns NULL and sets
+ * *errors to a malloc'd string of one or more "NAME:LINE:COL: message\n"
+ * lines (the caller frees it). Never prints, never exits.
+ */
+struct config *config_parse(const char *name, const char *text, size_t len,
+                            char **errors);
+
+/* Reads the file and calls config_parse; I/O errors are reported the same
+ * way ("FILE:0:0: cannot read: ..."). Same ownership as config_parse. */
+struct config *config_load_file(const char *path, char **errors);
+
+/* The embedded default of SPEC 3.6, parsed. Same ownership. */
+struct config *config_load_default(char **errors);
+
+/* The embedded default's YAML text (static, not to be freed). */
+const char *config_default_yaml(void);
+
+void config_free(struct config *cfg);
+
+const char *config_source_type_name(enum source_type type);
+
+#endif
