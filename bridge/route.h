@@ -93,8 +93,4 @@ int route_resolve(const struct route_table *t, const struct route *r,
 int route_table_subscriptions(const struct route_table *t,
                               size_t source_index, struct subscriptions *out);
 
-/* Glob match for auth allow lists: "*" matches within one path segment,
- * a trailing "/*" or "**" matches the rest; otherwise literal. */
-bool route_glob_match(const char *glob, const char *path);
-
 #endif
