@@ -30,6 +30,8 @@ static void log_timestamp(char *out, size_t len)
 
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
+    if (tm.tm_year > 9999 - 1900)
+        tm.tm_year = 9999 - 1900; /* keeps the stamp 24 characters */
     snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
              tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
@@ -51,7 +53,7 @@ static void log_json_escape(FILE *f, const char *text)
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     char text[1024];
-    char ts[32];
+    char ts[64];
     va_list ap;
 
     if (level < log_settings.level)

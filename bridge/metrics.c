@@ -1,1 +1,111 @@
-/* placeholder: being written */
+/*
+ * metrics.c - the /metrics page (Prometheus text format 0.0.4).
+ */
+#include "bridge/metrics.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+
+#include <event2/buffer.h>
+
+#include "bridge/bridge.h"
+#include "bridge/history.h"
+
+static const char *metrics_drop_names[DROP_REASON_COUNT] = {
+    [DROP_SLOW] = "slow",           [DROP_EXPIRED] = "token_expired",
+    [DROP_LIFETIME] = "lifetime",   [DROP_OVERLOAD] = "overload",
+    [DROP_SHUTDOWN] = "shutdown",   [DROP_RELOAD] = "route_removed",
+    [DROP_REPLAY] = "replay_evicted",
+};
+
+int metrics_init(struct metrics *m, size_t nsources)
+{
+    m->sources = calloc(nsources > 0 ? nsources : 1, sizeof(*m->sources));
+    m->nsources = nsources;
+    return m->sources == NULL ? -1 : 0;
+}
+
+void metrics_free(struct metrics *m)
+{
+    free(m->sources);
+    m->sources = NULL;
+}
+
+const char *metrics_drop_reason_name(enum drop_reason r)
+{
+    return metrics_drop_names[r];
+}
+
+static void metrics_header(struct evbuffer *out, const char *name,
+                           const char *type, const char *help)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                        type);
+}
+
+static void metrics_value(struct evbuffer *out, const char *name,
+                          const char *type, const char *help, uint64_t v)
+{
+    metrics_header(out, name, type, help);
+    evbuffer_add_printf(out, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* One line per source for a per-source counter at `offset` bytes into
+ * struct source_metrics. */
+static void metrics_per_source(const struct bridge *b, struct evbuffer *out,
+                               const char *name, const char *help,
+                               size_t offset)
+{
+    metrics_header(out, name, "counter", help);
+    for (size_t i = 0; i < b->nsources; i++) {
+        const char *base = (const char *)&b->metrics.sources[i];
+        uint64_t v = *(const uint64_t *)(base + offset);
+        evbuffer_add_printf(out, "%s{source=\"%s\"} %llu\n", name,
+                            b->cfg->sources[i].name, (unsigned long long)v);
+    }
+}
+
+void metrics_render(const struct bridge *b, struct evbuffer *out)
+{
+    const struct metrics *m = &b->metrics;
+
+    metrics_value(out, "sluice_connections", "gauge",
+                  "Open SSE streams.", b->nstreams);
+    metrics_value(out, "sluice_streams_opened_total", "counter",
+                  "SSE streams opened since start.", m->streams_opened);
+    metrics_per_source(b, out, "sluice_events_received_total",
+                       "Messages accepted into the history, per source.",
+                       offsetof(struct source_metrics, received));
+    metrics_per_source(b, out, "sluice_events_too_large_total",
+                       "Messages dropped for exceeding max_payload.",
+                       offsetof(struct source_metrics, too_large));
+    metrics_per_source(b, out, "sluice_events_duplicate_total",
+                       "Redelivered messages recognised and dropped.",
+                       offsetof(struct source_metrics, duplicates));
+    metrics_value(out, "sluice_events_delivered_total", "counter",
+                  "Event frames written to streams.", m->delivered);
+    metrics_value(out, "sluice_replayed_events_total", "counter",
+                  "Event frames sent from the history on resume.",
+                  m->replayed);
+    metrics_value(out, "sluice_resets_total", "counter",
+                  "Streams started with event: reset.", m->resets);
+    metrics_header(out, "sluice_clients_dropped_total", "counter",
+                   "Streams closed by sluice, by reason.");
+    for (int r = 0; r < DROP_REASON_COUNT; r++)
+        evbuffer_add_printf(out,
+                            "sluice_clients_dropped_total{reason=\"%s\"} "
+                            "%llu\n",
+                            metrics_drop_names[r],
+                            (unsigned long long)m->dropped[r]);
+    metrics_value(out, "sluice_history_events", "gauge",
+                  "Events held in the history.", history_count(b->history));
+    metrics_value(out, "sluice_history_bytes", "gauge",
+                  "Bytes accounted to the history.",
+                  history_bytes(b->history));
+    metrics_header(out, "sluice_source_up", "gauge",
+                   "1 when the source is connected and subscribed.");
+    for (size_t i = 0; i < b->nsources; i++)
+        evbuffer_add_printf(out, "sluice_source_up{source=\"%s\"} %d\n",
+                            b->cfg->sources[i].name,
+                            b->sources[i].state == SOURCE_UP);
+}

@@ -1,1 +1,365 @@
-/* placeholder: being written */
+/*
+ * stream.c - one SSE response; see stream.h for the states.
+ *
+ * Frames are assembled in the bridge's scratch evbuffer and handed to
+ * libevent with evhttp_send_reply_chunk, which moves them into the
+ * connection's output buffer (chunked for HTTP/1.1, plain for HTTP/1.0).
+ * The socket write itself happens when the loop reports the socket
+ * writable, so however many events reach a stream in one loop turn, the
+ * kernel sees one writev for it.
+ *
+ * Closing: a stream is never freed while a feed is being walked. Slow
+ * clients and expired tokens go to the bridge's reap list; a connection
+ * closed by the client arrives here through evhttp's close callback,
+ * which is never called during a dispatch pass (one thread).
+ */
+#include "bridge/stream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "bridge/bridge.h"
+#include "bridge/feed.h"
+#include "bridge/history.h"
+#include "bridge/message.h"
+#include "bridge/sse.h"
+
+/* A replay writes up to this many bytes, then waits for the socket. */
+#define STREAM_REPLAY_BATCH (64 * 1024)
+/* A client whose socket accepts nothing for this long is dropped. */
+#define STREAM_WRITE_TIMEOUT_S 30
+
+static int64_t stream_now_ms(const struct stream *s)
+{
+    struct timeval tv;
+
+    event_base_gettimeofday_cached(s->bridge->base, &tv);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static size_t stream_pending(const struct stream *s)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(s->evcon);
+
+    return evbuffer_get_length(bufferevent_get_output(bev));
+}
+
+/* Moves the scratch buffer into the response. */
+static void stream_flush(struct stream *s)
+{
+    struct evbuffer *scratch = s->bridge->scratch;
+
+    if (evbuffer_get_length(scratch) == 0)
+        return;
+    evhttp_send_reply_chunk(s->req, scratch);
+    s->last_write_ms = stream_now_ms(s);
+}
+
+/* Appends msg's frame ("id:", optional "event:", body) to scratch. */
+static void stream_append_frame(struct stream *s, struct message *msg)
+{
+    struct bridge *b = s->bridge;
+    const struct feed *f = s->feed;
+    size_t len;
+    const char *body = message_body(msg, f->format,
+                                    bridge_source_name(b, msg->source), &len);
+
+    if (body == NULL)
+        return; /* out of memory: the client resumes later by id */
+    evbuffer_add(b->scratch, "id: ", 4);
+    evbuffer_add(b->scratch, msg->id, msg->id_len);
+    evbuffer_add(b->scratch, "\n", 1);
+    if (f->event == ROUTE_EVENT_FIXED)
+        evbuffer_add(b->scratch, f->event_line, f->event_line_len);
+    else if (f->event == ROUTE_EVENT_TOPIC)
+        sse_append_event(b->scratch, msg->topic, msg->topic_len);
+    evbuffer_add(b->scratch, body, len);
+    s->sent_seq = msg->seq;
+    b->metrics.delivered++;
+}
+
+static void stream_check_pending(struct stream *s)
+{
+    if (stream_pending(s) > s->bridge->cfg->stream.max_pending) {
+        s->reap_reason = DROP_SLOW;
+        bridge_schedule_reap(s->bridge, s);
+    }
+}
+
+void stream_deliver(struct stream *s, struct message *msg)
+{
+    if (s->reaping || s->closing)
+        return;
+    stream_append_frame(s, msg);
+    stream_flush(s);
+    stream_check_pending(s);
+}
+
+static void stream_replay(struct stream *s);
+
+static void stream_on_drained(struct evhttp_connection *evcon, void *arg)
+{
+    stream_replay(arg);
+}
+
+/*
+ * Sends stored events after the cursor, one batch per socket drain, and
+ * turns live when it reaches the head. Being single-threaded, nothing
+ * can be appended between the last batch and `live = true`.
+ */
+static void stream_replay(struct stream *s)
+{
+    struct bridge *b = s->bridge;
+    uint64_t next = history_next_seq(b->history);
+
+    if (s->reaping || s->closing)
+        return;
+    if (s->cursor < history_first_seq(b->history)) {
+        /* Evicted under us: close; the client resumes and gets a reset. */
+        s->reap_reason = DROP_REPLAY;
+        bridge_schedule_reap(b, s);
+        return;
+    }
+    while (s->cursor < next &&
+           evbuffer_get_length(b->scratch) < STREAM_REPLAY_BATCH) {
+        struct message *msg = history_at(b->history, s->cursor++);
+        if (feed_matches(s->feed, msg)) {
+            stream_append_frame(s, msg);
+            b->metrics.replayed++;
+        }
+    }
+    if (s->cursor == next) {
+        s->live = true;
+        stream_flush(s);
+        return;
+    }
+    evhttp_send_reply_chunk_with_cb(s->req, b->scratch, stream_on_drained, s);
+    s->last_write_ms = stream_now_ms(s);
+}
+
+/* Appends "id: <head>\n\n" when the history moved past what the client
+ * has, so its position keeps up. Returns whether it did. */
+static bool stream_append_checkpoint(struct stream *s)
+{
+    struct bridge *b = s->bridge;
+    uint64_t head = history_next_seq(b->history) - 1;
+    char id[MESSAGE_ID_MAX];
+    size_t len;
+
+    if (head == 0 || head <= s->sent_seq)
+        return false;
+    len = history_format_id(b->history, head, id, sizeof(id));
+    evbuffer_add(b->scratch, "id: ", 4);
+    evbuffer_add(b->scratch, id, len);
+    evbuffer_add(b->scratch, "\n\n", 2);
+    s->sent_seq = head;
+    return true;
+}
+
+void stream_tick(struct stream *s, int64_t now_ms)
+{
+    const struct stream_config *sc = &s->bridge->cfg->stream;
+
+    if (s->reaping || s->closing)
+        return;
+    if (s->expires_ms > 0 && now_ms >= s->expires_ms) {
+        s->reap_reason = DROP_EXPIRED;
+        bridge_schedule_reap(s->bridge, s);
+        return;
+    }
+    if (s->close_at_ms > 0 && now_ms >= s->close_at_ms) {
+        s->reap_reason = DROP_LIFETIME;
+        bridge_schedule_reap(s->bridge, s);
+        return;
+    }
+    /* A replaying stream writes anyway, and owns the drain callback. */
+    if (!s->live || now_ms - s->last_write_ms < sc->heartbeat_ms)
+        return;
+    if (!stream_append_checkpoint(s))
+        evbuffer_add(s->bridge->scratch, ":\n\n", 3);
+    stream_flush(s);
+    stream_check_pending(s);
+}
+
+/* Unlinks s from its feed and the bridge's list and frees it. The
+ * connection must already be gone or about to be freed by the caller. */
+static void stream_destroy(struct stream *s)
+{
+    struct bridge *b = s->bridge;
+
+    if (s->feed != NULL)
+        feed_detach(s->feed, s);
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        b->streams = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    b->nstreams--;
+    free(s);
+}
+
+/* evhttp: the client went away (or the connection failed). libevent
+ * frees the connection and request after this returns. */
+static void stream_on_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct stream *s = arg;
+
+    s->evcon = NULL;
+    s->req = NULL;
+    if (s->reaping)
+        return; /* the reaper frees it */
+    stream_destroy(s);
+}
+
+static void stream_free_connection(struct stream *s)
+{
+    struct evhttp_connection *evcon = s->evcon;
+
+    if (evcon == NULL)
+        return;
+    s->evcon = NULL;
+    s->req = NULL;
+    evhttp_connection_set_closecb(evcon, NULL, NULL);
+    evhttp_connection_free(evcon);
+}
+
+static void stream_on_final_flush(struct evhttp_connection *evcon, void *arg)
+{
+    struct stream *s = arg;
+
+    stream_free_connection(s);
+    stream_destroy(s);
+}
+
+void stream_close(struct stream *s, bool graceful, int64_t retry_ms)
+{
+    struct bridge *b = s->bridge;
+
+    if (s->evcon == NULL) {
+        stream_destroy(s);
+        return;
+    }
+    if (!graceful) {
+        stream_free_connection(s);
+        stream_destroy(s);
+        return;
+    }
+    /* Stop deliveries now; close once the final retry is on the wire. */
+    if (s->feed != NULL)
+        feed_detach(s->feed, s);
+    s->closing = true;
+    evbuffer_add_printf(b->scratch, "retry: %lld\n\n", (long long)retry_ms);
+    evhttp_send_reply_chunk_with_cb(s->req, b->scratch,
+                                    stream_on_final_flush, s);
+}
+
+void stream_free_all(struct bridge *b)
+{
+    while (b->streams != NULL) {
+        struct stream *s = b->streams;
+        stream_free_connection(s);
+        stream_destroy(s);
+    }
+}
+
+/* Writes the padding comment, "retry:", and a reset frame if asked. */
+static void stream_append_preamble(struct stream *s,
+                                   const struct stream_start *start)
+{
+    struct bridge *b = s->bridge;
+    const struct stream_config *sc = &b->cfg->stream;
+
+    if (sc->padding > 0) {
+        evbuffer_add(b->scratch, ":", 1);
+        for (uint64_t i = 1; i < sc->padding; i++)
+            evbuffer_add(b->scratch, " ", 1);
+        evbuffer_add(b->scratch, "\n", 1);
+    }
+    evbuffer_add_printf(b->scratch, "retry: %lld\n\n",
+                        (long long)sc->retry_ms);
+    if (start->kind != STREAM_START_RESET)
+        return;
+    evbuffer_add(b->scratch, "event: reset\ndata: {\"reason\":\"", 31);
+    evbuffer_add(b->scratch, start->reset_reason, strlen(start->reset_reason));
+    evbuffer_add(b->scratch, "\",\"last_id\":", 12);
+    sse_append_json_string(b->scratch, start->last_id, strlen(start->last_id));
+    evbuffer_add(b->scratch, "}\n", 2);
+    /* The reset carries the head id, so that the next reconnect resumes
+     * from here instead of resetting again; the checkpoint's blank line
+     * then ends the event. */
+    if (!stream_append_checkpoint(s))
+        evbuffer_add(b->scratch, "\n", 1);
+    b->metrics.resets++;
+}
+
+/* evhttp's idle timeout (meant for reading requests) would cut quiet
+ * streams: keep only a write timeout, for clients that stop reading. */
+static void stream_set_timeouts(struct stream *s)
+{
+    static const struct timeval write_timeout = {STREAM_WRITE_TIMEOUT_S, 0};
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(s->evcon);
+
+    bufferevent_set_timeouts(bev, NULL, &write_timeout);
+}
+
+static int64_t stream_lifetime_deadline(struct stream *s, int64_t now_ms)
+{
+    int64_t life = s->bridge->cfg->stream.max_lifetime_ms;
+
+    if (life <= 0)
+        return 0;
+    /* 80-100% of max_lifetime, so replicas' streams do not all close at
+     * once after a rolling update. */
+    return now_ms + life * 8 / 10 +
+           (int64_t)bridge_random(s->bridge, (uint64_t)(life / 5) + 1);
+}
+
+struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
+                           struct feed *f, const struct stream_start *start)
+{
+    struct stream *s = calloc(1, sizeof(*s));
+    struct evkeyvalq *hdrs = evhttp_request_get_output_headers(req);
+    int64_t now_ms;
+
+    if (s == NULL) {
+        evhttp_send_error(req, 503, "Service Unavailable");
+        return NULL;
+    }
+    s->bridge = b;
+    s->req = req;
+    s->evcon = evhttp_request_get_connection(req);
+    s->expires_ms = start->expires_ms;
+    now_ms = stream_now_ms(s);
+    s->close_at_ms = stream_lifetime_deadline(s, now_ms);
+    s->next = b->streams;
+    if (b->streams != NULL)
+        b->streams->prev = s;
+    b->streams = s;
+    b->nstreams++;
+    b->metrics.streams_opened++;
+    feed_attach(f, s);
+
+    evhttp_add_header(hdrs, "Content-Type", "text/event-stream");
+    evhttp_add_header(hdrs, "X-Accel-Buffering", "no");
+    evhttp_send_reply_start(req, 200, "OK");
+    evhttp_connection_set_closecb(s->evcon, stream_on_close, s);
+    stream_set_timeouts(s);
+
+    stream_append_preamble(s, start);
+    if (start->kind == STREAM_START_RESUME) {
+        s->sent_seq = start->last_seq;
+        s->cursor = start->last_seq + 1;
+        stream_replay(s);
+        return s;
+    }
+    s->live = true;
+    stream_flush(s);
+    return s;
+}

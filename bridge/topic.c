@@ -1,1 +1,1030 @@
-/* placeholder: being written */
+/*
+ * topic.c - topic patterns: matching, validation, filters, and the index
+ * that maps one message's topic to the feeds that want it.
+ *
+ * Flow: route.c turns a request into a struct topic_filter (concrete
+ * patterns, one per topic template); the bridge registers each pattern in
+ * a struct topic_index with the feed as owner; for every message an
+ * adapter delivers, topic_index_match() names the feeds to wake. That call
+ * is the per-message hot path and allocates nothing.
+ *
+ * The index has three parts, so that matching does not cost more as
+ * patterns that cannot match are added:
+ *   - a hash table of literal patterns (any type), keyed by (source,
+ *     pattern): one lookup with the topic;
+ *   - per source, a trie of MQTT filters keyed by level. Every non-root
+ *     node is also an entry of a second hash table keyed by (parent node,
+ *     level), so a node's literal child is one lookup; the "+" child is
+ *     kept in its own pointer and "#" filters as an owner list on the node
+ *     they hang below, so a match walks only the branches that can match.
+ *     The walk is iterative (parent pointers, no stack), so a topic of
+ *     thousands of levels is fine;
+ *   - per source, a list of Redis globs with wildcards, scanned with
+ *     topic_glob_match (Redis gives no better structure for globs either).
+ *
+ * Invariant: a trie node exists only while it, or a node below it, holds an
+ * owner (remove prunes empty nodes up to the root).
+ */
+#include "bridge/topic.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MQTT_MAX_PATTERN 65535
+#define HASH_MIN_BUCKETS 16
+
+/* ------------------------------------------------------------------ */
+/* Matching                                                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * MQTT 3.1.1 section 4.7: "+" matches exactly one level (which may be
+ * empty), "#" as the last level matches its parent and everything below,
+ * and a topic starting with '$' is not matched by a filter whose first
+ * level is a wildcard. Iterative, one pass over both strings. A filter
+ * that topic_validate refuses is compared level by level as text, except
+ * that a "#" level that is not last matches nothing.
+ */
+bool topic_mqtt_match(const char *filter, const char *topic, size_t len)
+{
+    if (len > 0 && topic[0] == '$' && (filter[0] == '+' || filter[0] == '#'))
+        return false;
+
+    const char *f = filter;
+    size_t off = 0; /* start of the current topic level; len + 1: none */
+    for (;;) {
+        const char *fend = f + strcspn(f, "/");
+        size_t flen = (size_t)(fend - f);
+        if (flen == 1 && f[0] == '#')
+            return *fend == '\0';
+        if (off > len)
+            return false;
+        const char *slash = memchr(topic + off, '/', len - off);
+        size_t tend = slash ? (size_t)(slash - topic) : len;
+        bool plus = flen == 1 && f[0] == '+';
+        if (!plus && (flen != tend - off || memcmp(f, topic + off, flen) != 0))
+            return false;
+        off = slash ? tend + 1 : len + 1;
+        if (*fend == '\0')
+            return off > len;
+        f = fend + 1;
+    }
+}
+
+/*
+ * Matches one pattern element (anything but '*') at p[pi] against byte c,
+ * following Redis's stringmatchlen: '?' any byte; "[...]" a class with a
+ * leading '^' for negation, "x-y" ranges (either order), "\\x" escapes, an
+ * unterminated class running to the end of the pattern; "\\x" the byte x
+ * (a lone trailing backslash is itself); any other byte itself. Range
+ * bounds compare as plain char, exactly as Redis does, so that a range over
+ * bytes >= 0x80 means here what it means to a Redis built for the same
+ * CPU (char is signed on x86). Sets *next to the index after the element.
+ */
+static bool glob_element_match(const char *p, size_t plen, size_t pi,
+                               char c, size_t *next)
+{
+    if (p[pi] == '?') {
+        *next = pi + 1;
+        return true;
+    }
+    if (p[pi] == '\\' && pi + 1 < plen) {
+        *next = pi + 2;
+        return p[pi + 1] == c;
+    }
+    if (p[pi] != '[') {
+        *next = pi + 1;
+        return p[pi] == c;
+    }
+
+    size_t i = pi + 1;
+    bool negate = i < plen && p[i] == '^';
+    if (negate)
+        i++;
+    bool match = false;
+    for (;;) {
+        if (i >= plen) {
+            i = plen; /* unterminated: the class ends the pattern */
+            break;
+        }
+        if (p[i] == '\\' && i + 1 < plen) {
+            match = match || p[i + 1] == c;
+            i += 2;
+        } else if (p[i] == ']') {
+            i++;
+            break;
+        } else if (i + 2 < plen && p[i + 1] == '-') {
+            int lo = p[i], hi = p[i + 2];
+            if (lo > hi) {
+                int t = lo;
+                lo = hi;
+                hi = t;
+            }
+            match = match || (c >= lo && c <= hi);
+            i += 3;
+        } else {
+            match = match || p[i] == c;
+            i++;
+        }
+    }
+    *next = i;
+    return negate ? !match : match;
+}
+
+/*
+ * Redis glob match with Redis's stringmatchlen semantics (including its
+ * quirk that an empty string matches only an empty pattern, so "*" does
+ * not match ""). Written here rather than taken from Redis (not a library
+ * we link) and without its recursion: every element other than '*'
+ * consumes exactly one byte, so the classic greedy algorithm with one
+ * backtrack point (the last star) is exact and runs in O(plen * slen) for
+ * any pattern, e.g. "*a*a*a*a*b". Redis also gives up on patterns nested
+ * more than 1000 stars deep; this code simply matches them.
+ */
+bool topic_glob_match(const char *pattern, size_t plen, const char *s,
+                      size_t slen)
+{
+    if (slen == 0)
+        return plen == 0;
+
+    size_t pi = 0, si = 0;
+    size_t star_p = SIZE_MAX, star_s = 0;
+    while (si < slen) {
+        if (pi < plen && pattern[pi] == '*') {
+            while (pi < plen && pattern[pi] == '*')
+                pi++;
+            if (pi == plen)
+                return true;
+            star_p = pi;
+            star_s = si;
+            continue;
+        }
+        size_t next;
+        if (pi < plen &&
+            glob_element_match(pattern, plen, pi, s[si], &next)) {
+            pi = next;
+            si++;
+            continue;
+        }
+        if (star_p == SIZE_MAX)
+            return false;
+        /* Let the last star swallow one more byte and retry from there. */
+        star_s++;
+        si = star_s;
+        pi = star_p;
+    }
+    while (pi < plen && pattern[pi] == '*')
+        pi++;
+    return pi == plen;
+}
+
+bool topic_match(enum source_type type, const char *pattern,
+                 const char *topic, size_t len)
+{
+    switch (type) {
+    case SOURCE_MQTT:
+        return topic_mqtt_match(pattern, topic, len);
+    case SOURCE_REDIS:
+        return topic_glob_match(pattern, strlen(pattern), topic, len);
+    case SOURCE_REDIS_STREAM:
+        return strlen(pattern) == len && memcmp(pattern, topic, len) == 0;
+    }
+    return false;
+}
+
+bool topic_is_literal(enum source_type type, const char *pattern)
+{
+    switch (type) {
+    case SOURCE_MQTT:
+        return strpbrk(pattern, "+#") == NULL;
+    case SOURCE_REDIS:
+        return strpbrk(pattern, "*?[\\") == NULL;
+    case SOURCE_REDIS_STREAM:
+        return true;
+    }
+    return false;
+}
+
+static int validate_fail(char *err, size_t errlen, const char *msg)
+{
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s", msg);
+    return -1;
+}
+
+/* MQTT filter syntax: "#" only as the whole last level, "+" only as a
+ * whole level, at most 65535 bytes (the MQTT string limit). */
+static int validate_mqtt(const char *pattern, char *err, size_t errlen)
+{
+    if (strlen(pattern) > MQTT_MAX_PATTERN)
+        return validate_fail(err, errlen, "pattern longer than 65535 bytes");
+    const char *level = pattern;
+    for (;;) {
+        const char *end = level + strcspn(level, "/");
+        size_t n = (size_t)(end - level);
+        const char *hash = memchr(level, '#', n);
+        const char *plus = memchr(level, '+', n);
+        if (hash != NULL && (n != 1 || *end != '\0'))
+            return validate_fail(err, errlen,
+                                 "'#' must be the whole last level");
+        if (plus != NULL && n != 1)
+            return validate_fail(err, errlen, "'+' must be a whole level");
+        if (*end == '\0')
+            return 0;
+        level = end + 1;
+    }
+}
+
+int topic_validate(enum source_type type, const char *pattern, char *err,
+                   size_t errlen)
+{
+    if (pattern == NULL || pattern[0] == '\0')
+        return validate_fail(err, errlen, "empty pattern");
+    if (type == SOURCE_MQTT)
+        return validate_mqtt(pattern, err, errlen);
+    /* Redis accepts any byte string as a glob (an unterminated class or a
+     * trailing backslash has a meaning); a stream key is any name. */
+    return 0;
+}
+
+bool topic_param_safe(enum source_type type, const char *value, size_t len,
+                      bool multi_level)
+{
+    if (value == NULL || len == 0 || memchr(value, '\0', len) != NULL)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = value[i];
+        switch (type) {
+        case SOURCE_MQTT:
+            if (c == '+' || c == '#' || (c == '/' && !multi_level))
+                return false;
+            break;
+        case SOURCE_REDIS:
+            if (strchr("*?[]\\", c) != NULL)
+                return false;
+            break;
+        case SOURCE_REDIS_STREAM:
+            break;
+        }
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Filters                                                             */
+/* ------------------------------------------------------------------ */
+
+bool topic_filter_match(const struct topic_filter *f, uint32_t source,
+                        enum source_type type, const char *topic,
+                        size_t len)
+{
+    bool hit = false;
+    for (size_t i = 0; i < f->count && !hit; i++) {
+        const struct topic_pattern *p = &f->patterns[i];
+        hit = p->source == source && topic_match(p->type, p->pattern, topic,
+                                                 len);
+    }
+    if (!hit || f->narrow.count == 0)
+        return hit;
+    for (size_t i = 0; i < f->narrow.count; i++) {
+        if (topic_match(type, f->narrow.items[i], topic, len))
+            return true;
+    }
+    return false;
+}
+
+/* Writes s with '\\' and '|' escaped by a backslash, so that '|' never
+ * occurs unescaped inside an entry. */
+static void key_write_escaped(FILE *out, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s == '\\' || *s == '|')
+            fputc('\\', out);
+        fputc(*s, out);
+    }
+}
+
+/* One key entry: "p<source>:<type>:<pattern>" or "n<narrow>". Returns a
+ * malloc'd string or NULL. */
+static char *key_entry(char kind, uint32_t source, int type, const char *text)
+{
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&buf, &size);
+    if (out == NULL)
+        return NULL;
+    if (kind == 'p')
+        fprintf(out, "p%u:%d:", (unsigned)source, type);
+    else
+        fputc('n', out);
+    key_write_escaped(out, text);
+    if (fclose(out) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static int key_compare(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorts entries, drops duplicates and joins them with '|'. Returns a
+ * malloc'd string or NULL. */
+static char *key_join(char **entries, size_t n)
+{
+    qsort(entries, n, sizeof(*entries), key_compare);
+    size_t total = 1;
+    for (size_t i = 0; i < n; i++)
+        total += strlen(entries[i]) + 1;
+    char *key = malloc(total);
+    if (key == NULL)
+        return NULL;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && strcmp(entries[i], entries[i - 1]) == 0)
+            continue;
+        if (at > 0)
+            key[at++] = '|';
+        size_t len = strlen(entries[i]);
+        memcpy(key + at, entries[i], len);
+        at += len;
+    }
+    key[at] = '\0';
+    return key;
+}
+
+/*
+ * The key is the sorted, deduplicated set of entries "p<src>:<type>:<pat>"
+ * and "n<narrow>" joined by '|', with '\\' and '|' escaped inside entries;
+ * so equal sets give equal keys and different sets different keys.
+ */
+char *topic_filter_key(const struct topic_filter *f)
+{
+    size_t n = f->count + f->narrow.count;
+    char **entries = calloc(n > 0 ? n : 1, sizeof(*entries));
+    char *key = NULL;
+    if (entries == NULL)
+        return NULL;
+    for (size_t i = 0; i < f->count; i++) {
+        const struct topic_pattern *p = &f->patterns[i];
+        entries[i] = key_entry('p', p->source, (int)p->type, p->pattern);
+        if (entries[i] == NULL)
+            goto out;
+    }
+    for (size_t i = 0; i < f->narrow.count; i++) {
+        entries[f->count + i] = key_entry('n', 0, 0, f->narrow.items[i]);
+        if (entries[f->count + i] == NULL)
+            goto out;
+    }
+    key = key_join(entries, n);
+out:
+    for (size_t i = 0; i < n; i++)
+        free(entries[i]);
+    free(entries);
+    return key;
+}
+
+void topic_filter_clear(struct topic_filter *f)
+{
+    for (size_t i = 0; i < f->count; i++)
+        free(f->patterns[i].pattern);
+    free(f->patterns);
+    for (size_t i = 0; i < f->narrow.count; i++)
+        free(f->narrow.items[i]);
+    free(f->narrow.items);
+    free(f->narrow.pos);
+    memset(f, 0, sizeof(*f));
+}
+
+/* ------------------------------------------------------------------ */
+/* Owner lists                                                         */
+/* ------------------------------------------------------------------ */
+
+/* One owner of a pattern, with the number of times it was added. */
+struct owner_ref {
+    void *owner;
+    size_t refs;
+};
+
+/* The owners of one pattern: a small array (a pattern has few owners,
+ * since equal filters share one feed). */
+struct owner_list {
+    struct owner_ref *items;
+    size_t count;
+    size_t cap;
+};
+
+static int owner_list_add(struct owner_list *l, void *owner)
+{
+    for (size_t i = 0; i < l->count; i++) {
+        if (l->items[i].owner == owner) {
+            l->items[i].refs++;
+            return 0;
+        }
+    }
+    if (l->count == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 2;
+        struct owner_ref *items = realloc(l->items, cap * sizeof(*items));
+        if (items == NULL)
+            return -1;
+        l->items = items;
+        l->cap = cap;
+    }
+    l->items[l->count].owner = owner;
+    l->items[l->count].refs = 1;
+    l->count++;
+    return 0;
+}
+
+/* Drops one reference of owner; returns false when it was not there. */
+static bool owner_list_remove(struct owner_list *l, void *owner)
+{
+    for (size_t i = 0; i < l->count; i++) {
+        if (l->items[i].owner != owner)
+            continue;
+        if (--l->items[i].refs == 0) {
+            l->items[i] = l->items[l->count - 1];
+            l->count--;
+        }
+        if (l->count == 0) {
+            free(l->items);
+            memset(l, 0, sizeof(*l));
+        }
+        return true;
+    }
+    return false;
+}
+
+static void owner_list_report(const struct owner_list *l, topic_index_cb cb,
+                              void *arg)
+{
+    for (size_t i = 0; i < l->count; i++)
+        cb(l->items[i].owner, arg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Hash table                                                          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A minimal chained hash table with power-of-two growth and FNV-1a. It is
+ * hand-written because none of our dependencies offers a public one
+ * (libevent's ht-internal.h is private; jansson's hashtable is internal).
+ * Entries are embedded as the first member of what they index, so the
+ * table allocates only its bucket array; a failed growth just leaves the
+ * chains longer.
+ */
+struct hash_entry {
+    struct hash_entry *next;
+    uint64_t hash;
+    uintptr_t ns; /* namespace: a source index or a parent trie node */
+    char *key;    /* owned by the containing struct */
+    size_t keylen;
+};
+
+struct hash_table {
+    struct hash_entry **buckets;
+    size_t nbuckets; /* 0 or a power of two */
+    size_t count;
+};
+
+static uint64_t hash_key(uintptr_t ns, const char *key, size_t len)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < sizeof(ns); i++) {
+        h ^= (uint64_t)((ns >> (8 * i)) & 0xff);
+        h *= 1099511628211ULL;
+    }
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static struct hash_entry *hash_find(const struct hash_table *t, uintptr_t ns,
+                                    const char *key, size_t len)
+{
+    if (t->nbuckets == 0)
+        return NULL;
+    uint64_t h = hash_key(ns, key, len);
+    struct hash_entry *e = t->buckets[h & (t->nbuckets - 1)];
+    for (; e != NULL; e = e->next) {
+        if (e->hash == h && e->ns == ns && e->keylen == len &&
+            memcmp(e->key, key, len) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static void hash_grow(struct hash_table *t)
+{
+    size_t n = t->nbuckets ? t->nbuckets * 2 : HASH_MIN_BUCKETS;
+    struct hash_entry **buckets = calloc(n, sizeof(*buckets));
+    if (buckets == NULL)
+        return;
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        struct hash_entry *e = t->buckets[i];
+        while (e != NULL) {
+            struct hash_entry *next = e->next;
+            e->next = buckets[e->hash & (n - 1)];
+            buckets[e->hash & (n - 1)] = e;
+            e = next;
+        }
+    }
+    free(t->buckets);
+    t->buckets = buckets;
+    t->nbuckets = n;
+}
+
+/* Links e (ns, key and keylen set; not yet in t). -1 only when the table
+ * has no buckets and none can be allocated. */
+static int hash_insert(struct hash_table *t, struct hash_entry *e)
+{
+    if (t->count >= t->nbuckets)
+        hash_grow(t);
+    if (t->nbuckets == 0)
+        return -1;
+    e->hash = hash_key(e->ns, e->key, e->keylen);
+    struct hash_entry **head = &t->buckets[e->hash & (t->nbuckets - 1)];
+    e->next = *head;
+    *head = e;
+    t->count++;
+    return 0;
+}
+
+static void hash_remove(struct hash_table *t, struct hash_entry *e)
+{
+    struct hash_entry **link = &t->buckets[e->hash & (t->nbuckets - 1)];
+    while (*link != e)
+        link = &(*link)->next;
+    *link = e->next;
+    t->count--;
+}
+
+/* ------------------------------------------------------------------ */
+/* The index                                                           */
+/* ------------------------------------------------------------------ */
+
+/* A literal pattern and its owners; in idx->literals under (source,
+ * pattern). */
+struct literal_entry {
+    struct hash_entry he; /* first member: the entry is the struct */
+    struct owner_list owners;
+};
+
+/* A node of an MQTT trie. Non-root nodes are in idx->edges under (parent,
+ * level); the "+" child is there too (under "+") and in `plus`. */
+struct trie_node {
+    struct hash_entry he; /* first member; key: this node's level */
+    struct trie_node *parent;
+    struct trie_node *plus;
+    size_t nchildren;        /* entries in idx->edges below this node */
+    struct owner_list exact; /* filters that end at this node */
+    struct owner_list rest;  /* filters "<this node>/#" ("#" at the root) */
+};
+
+/* A Redis glob with wildcards and its owners. */
+struct glob_entry {
+    char *pattern;
+    size_t len;
+    struct owner_list owners;
+};
+
+/* What the index holds for one source besides its literals. */
+struct index_source {
+    uint32_t source;
+    struct trie_node *root; /* NULL until an MQTT wildcard filter */
+    struct glob_entry *globs;
+    size_t nglobs;
+    size_t capglobs;
+};
+
+struct topic_index {
+    struct hash_table literals;
+    struct hash_table edges;
+    struct index_source *sources; /* few: searched linearly */
+    size_t nsources;
+};
+
+struct topic_index *topic_index_new(void)
+{
+    return calloc(1, sizeof(struct topic_index));
+}
+
+static void free_hash_entries(struct hash_table *t, bool trie)
+{
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        struct hash_entry *e = t->buckets[i];
+        while (e != NULL) {
+            struct hash_entry *next = e->next;
+            if (trie) {
+                struct trie_node *n = (struct trie_node *)e;
+                free(n->exact.items);
+                free(n->rest.items);
+            } else {
+                free(((struct literal_entry *)e)->owners.items);
+            }
+            free(e->key);
+            free(e);
+            e = next;
+        }
+    }
+    free(t->buckets);
+}
+
+void topic_index_free(struct topic_index *idx)
+{
+    if (idx == NULL)
+        return;
+    free_hash_entries(&idx->literals, false);
+    free_hash_entries(&idx->edges, true);
+    for (size_t i = 0; i < idx->nsources; i++) {
+        struct index_source *s = &idx->sources[i];
+        if (s->root != NULL) {
+            free(s->root->exact.items);
+            free(s->root->rest.items);
+            free(s->root);
+        }
+        for (size_t j = 0; j < s->nglobs; j++) {
+            free(s->globs[j].pattern);
+            free(s->globs[j].owners.items);
+        }
+        free(s->globs);
+    }
+    free(idx->sources);
+    free(idx);
+}
+
+static struct index_source *index_source_find(const struct topic_index *idx,
+                                              uint32_t source)
+{
+    for (size_t i = 0; i < idx->nsources; i++) {
+        if (idx->sources[i].source == source)
+            return &idx->sources[i];
+    }
+    return NULL;
+}
+
+static struct index_source *index_source_get(struct topic_index *idx,
+                                             uint32_t source)
+{
+    struct index_source *s = index_source_find(idx, source);
+    if (s != NULL)
+        return s;
+    s = realloc(idx->sources, (idx->nsources + 1) * sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    idx->sources = s;
+    s = &idx->sources[idx->nsources++];
+    memset(s, 0, sizeof(*s));
+    s->source = source;
+    return s;
+}
+
+/* -- literals -- */
+
+static int literal_add(struct topic_index *idx, uint32_t source,
+                       const char *pattern, void *owner)
+{
+    size_t len = strlen(pattern);
+    struct hash_entry *he = hash_find(&idx->literals, source, pattern, len);
+    if (he != NULL)
+        return owner_list_add(&((struct literal_entry *)he)->owners, owner);
+
+    struct literal_entry *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return -1;
+    e->he.ns = source;
+    e->he.keylen = len;
+    e->he.key = strdup(pattern);
+    if (e->he.key == NULL || owner_list_add(&e->owners, owner) != 0 ||
+        hash_insert(&idx->literals, &e->he) != 0)
+        goto fail;
+    return 0;
+fail:
+    free(e->owners.items);
+    free(e->he.key);
+    free(e);
+    return -1;
+}
+
+static void literal_remove(struct topic_index *idx, uint32_t source,
+                           const char *pattern, void *owner)
+{
+    struct hash_entry *he =
+        hash_find(&idx->literals, source, pattern, strlen(pattern));
+    if (he == NULL)
+        return;
+    struct literal_entry *e = (struct literal_entry *)he;
+    owner_list_remove(&e->owners, owner);
+    if (e->owners.count > 0)
+        return;
+    hash_remove(&idx->literals, he);
+    free(e->he.key);
+    free(e);
+}
+
+/* -- globs -- */
+
+static struct glob_entry *glob_find(const struct index_source *s,
+                                    const char *pattern)
+{
+    for (size_t i = 0; i < s->nglobs; i++) {
+        if (strcmp(s->globs[i].pattern, pattern) == 0)
+            return &s->globs[i];
+    }
+    return NULL;
+}
+
+static int glob_add(struct index_source *s, const char *pattern, void *owner)
+{
+    struct glob_entry *g = glob_find(s, pattern);
+    if (g != NULL)
+        return owner_list_add(&g->owners, owner);
+    if (s->nglobs == s->capglobs) {
+        size_t cap = s->capglobs ? s->capglobs * 2 : 4;
+        g = realloc(s->globs, cap * sizeof(*g));
+        if (g == NULL)
+            return -1;
+        s->globs = g;
+        s->capglobs = cap;
+    }
+    g = &s->globs[s->nglobs];
+    memset(g, 0, sizeof(*g));
+    g->pattern = strdup(pattern);
+    if (g->pattern == NULL || owner_list_add(&g->owners, owner) != 0) {
+        free(g->pattern);
+        return -1;
+    }
+    g->len = strlen(pattern);
+    s->nglobs++;
+    return 0;
+}
+
+static void glob_remove(struct index_source *s, const char *pattern,
+                        void *owner)
+{
+    struct glob_entry *g = glob_find(s, pattern);
+    if (g == NULL)
+        return;
+    owner_list_remove(&g->owners, owner);
+    if (g->owners.count > 0)
+        return;
+    free(g->pattern);
+    *g = s->globs[--s->nglobs];
+}
+
+/* -- the MQTT trie -- */
+
+static struct trie_node *trie_child(const struct hash_table *edges,
+                                    const struct trie_node *parent,
+                                    const char *level, size_t len)
+{
+    struct hash_entry *he = hash_find(edges, (uintptr_t)parent, level, len);
+    return (struct trie_node *)he;
+}
+
+/* Returns the child of parent for level, creating it; NULL on ENOMEM. */
+static struct trie_node *trie_child_get(struct hash_table *edges,
+                                        struct trie_node *parent,
+                                        const char *level, size_t len)
+{
+    struct trie_node *n = trie_child(edges, parent, level, len);
+    if (n != NULL)
+        return n;
+    n = calloc(1, sizeof(*n));
+    if (n == NULL)
+        return NULL;
+    n->he.ns = (uintptr_t)parent;
+    n->he.keylen = len;
+    n->he.key = strndup(level, len);
+    if (n->he.key == NULL || hash_insert(edges, &n->he) != 0) {
+        free(n->he.key);
+        free(n);
+        return NULL;
+    }
+    n->parent = parent;
+    parent->nchildren++;
+    if (len == 1 && level[0] == '+')
+        parent->plus = n;
+    return n;
+}
+
+static bool trie_node_empty(const struct trie_node *n)
+{
+    return n->nchildren == 0 && n->exact.count == 0 && n->rest.count == 0;
+}
+
+/* Frees n and its ancestors while they are empty (never the root). */
+static void trie_prune(struct hash_table *edges, struct trie_node *n)
+{
+    while (n->parent != NULL && trie_node_empty(n)) {
+        struct trie_node *parent = n->parent;
+        hash_remove(edges, &n->he);
+        parent->nchildren--;
+        if (parent->plus == n)
+            parent->plus = NULL;
+        free(n->he.key);
+        free(n);
+        n = parent;
+    }
+}
+
+/* Walks (creating when create) to the node of filter's levels before a
+ * final "#"; *hash tells whether the filter ends with "#". */
+static struct trie_node *trie_walk(struct hash_table *edges,
+                                   struct trie_node *root, const char *filter,
+                                   bool create, bool *hash)
+{
+    struct trie_node *n = root;
+    const char *level = filter;
+    *hash = false;
+    for (;;) {
+        const char *end = level + strcspn(level, "/");
+        size_t len = (size_t)(end - level);
+        if (len == 1 && level[0] == '#' && *end == '\0') {
+            *hash = true;
+            return n;
+        }
+        struct trie_node *child = create
+                                      ? trie_child_get(edges, n, level, len)
+                                      : trie_child(edges, n, level, len);
+        if (child == NULL && create)
+            trie_prune(edges, n); /* drop what this walk created */
+        if (child == NULL || *end == '\0')
+            return child;
+        n = child;
+        level = end + 1;
+    }
+}
+
+static int trie_add(struct topic_index *idx, struct index_source *s,
+                    const char *filter, void *owner)
+{
+    if (s->root == NULL) {
+        s->root = calloc(1, sizeof(*s->root));
+        if (s->root == NULL)
+            return -1;
+    }
+    bool hash;
+    struct trie_node *n = trie_walk(&idx->edges, s->root, filter, true, &hash);
+    int rc = -1;
+    if (n != NULL)
+        rc = owner_list_add(hash ? &n->rest : &n->exact, owner);
+    if (rc != 0 && n != NULL)
+        trie_prune(&idx->edges, n);
+    return rc;
+}
+
+static void trie_remove(struct topic_index *idx, struct index_source *s,
+                        const char *filter, void *owner)
+{
+    if (s->root == NULL)
+        return;
+    bool hash;
+    struct trie_node *n =
+        trie_walk(&idx->edges, s->root, filter, false, &hash);
+    if (n == NULL)
+        return;
+    owner_list_remove(hash ? &n->rest : &n->exact, owner);
+    trie_prune(&idx->edges, n);
+}
+
+/* Start of the topic level after the one at off; len + 1 after the last. */
+static size_t level_next(const char *topic, size_t len, size_t off)
+{
+    const char *slash = memchr(topic + off, '/', len - off);
+    return slash ? (size_t)(slash - topic) + 1 : len + 1;
+}
+
+/* The inverse of level_next: the start of the level before off. */
+static size_t level_prev(const char *topic, size_t len, size_t off)
+{
+    size_t start = off == len + 1 ? len : off - 1;
+    while (start > 0 && topic[start - 1] != '/')
+        start--;
+    return start;
+}
+
+enum walk_step {
+    WALK_ENTER, /* first visit: report, then try the literal child */
+    WALK_PLUS,  /* literal child done: try the "+" child */
+    WALK_LEAVE, /* both done: back to the parent */
+};
+
+/*
+ * Hot path: reports every trie filter matching topic. A depth-first walk
+ * over the branches the topic selects (the literal child of each level
+ * and the "+" child), iterative with parent pointers: `off` is the start
+ * of the topic level below `node` (len + 1 when the topic ends at node),
+ * recomputed with level_prev on the way up. Wildcards at the root do not
+ * match a topic starting with '$'.
+ */
+static void trie_match(const struct hash_table *edges,
+                       const struct trie_node *root, const char *topic,
+                       size_t len, topic_index_cb cb, void *arg)
+{
+    bool dollar = len > 0 && topic[0] == '$';
+    const struct trie_node *node = root;
+    size_t off = 0;
+    enum walk_step step = WALK_ENTER;
+
+    for (;;) {
+        bool wild = node != root || !dollar;
+        if (step == WALK_ENTER) {
+            if (wild)
+                owner_list_report(&node->rest, cb, arg);
+            step = WALK_PLUS;
+            if (off > len) {
+                owner_list_report(&node->exact, cb, arg);
+                step = WALK_LEAVE;
+                continue;
+            }
+            size_t next = level_next(topic, len, off);
+            size_t end = next == len + 1 ? len : next - 1;
+            const struct trie_node *child =
+                trie_child(edges, node, topic + off, end - off);
+            if (child != NULL && child != node->plus) {
+                node = child;
+                off = next;
+                step = WALK_ENTER;
+            }
+        } else if (step == WALK_PLUS) {
+            step = WALK_LEAVE;
+            if (wild && node->plus != NULL) {
+                node = node->plus;
+                off = level_next(topic, len, off);
+                step = WALK_ENTER;
+            }
+        } else {
+            if (node == root)
+                return;
+            step = node == node->parent->plus ? WALK_LEAVE : WALK_PLUS;
+            node = node->parent;
+            off = level_prev(topic, len, off);
+        }
+    }
+}
+
+int topic_index_add(struct topic_index *idx, uint32_t source,
+                    enum source_type type, const char *pattern, void *owner)
+{
+    if (pattern == NULL || topic_validate(type, pattern, NULL, 0) != 0)
+        return -1;
+    if (topic_is_literal(type, pattern))
+        return literal_add(idx, source, pattern, owner);
+    struct index_source *s = index_source_get(idx, source);
+    if (s == NULL)
+        return -1;
+    if (type == SOURCE_MQTT)
+        return trie_add(idx, s, pattern, owner);
+    return glob_add(s, pattern, owner);
+}
+
+void topic_index_remove(struct topic_index *idx, uint32_t source,
+                        enum source_type type, const char *pattern,
+                        void *owner)
+{
+    if (pattern == NULL || topic_validate(type, pattern, NULL, 0) != 0)
+        return;
+    if (topic_is_literal(type, pattern)) {
+        literal_remove(idx, source, pattern, owner);
+        return;
+    }
+    struct index_source *s = index_source_find(idx, source);
+    if (s == NULL)
+        return;
+    if (type == SOURCE_MQTT)
+        trie_remove(idx, s, pattern, owner);
+    else
+        glob_remove(s, pattern, owner);
+}
+
+/* Hot path: one hash lookup, the trie walk, the glob scan. */
+void topic_index_match(const struct topic_index *idx, uint32_t source,
+                       enum source_type type, const char *topic, size_t len,
+                       topic_index_cb cb, void *arg)
+{
+    struct hash_entry *he = hash_find(&idx->literals, source, topic, len);
+    if (he != NULL)
+        owner_list_report(&((struct literal_entry *)he)->owners, cb, arg);
+    if (type == SOURCE_REDIS_STREAM)
+        return;
+    const struct index_source *s = index_source_find(idx, source);
+    if (s == NULL)
+        return;
+    if (type == SOURCE_MQTT) {
+        if (s->root != NULL)
+            trie_match(&idx->edges, s->root, topic, len, cb, arg);
+        return;
+    }
+    for (size_t i = 0; i < s->nglobs; i++) {
+        const struct glob_entry *g = &s->globs[i];
+        if (topic_glob_match(g->pattern, g->len, topic, len))
+            owner_list_report(&g->owners, cb, arg);
+    }
+}

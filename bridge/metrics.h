@@ -1,0 +1,54 @@
+/*
+ * metrics.h - counters for /metrics (SPEC 5), in Prometheus text format.
+ *
+ * Plain integers bumped on the hot path (one thread, no atomics); the
+ * per-source ones are arrays indexed like config->sources. Gauges that
+ * the bridge already knows (connections, history size, source state) are
+ * read at render time instead of being kept twice.
+ */
+#ifndef SLUICE_METRICS_H
+#define SLUICE_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct bridge;
+struct evbuffer;
+
+enum drop_reason {
+    DROP_SLOW,      /* unsent bytes over stream.max_pending */
+    DROP_EXPIRED,   /* token expired */
+    DROP_LIFETIME,  /* stream.max_lifetime reached */
+    DROP_OVERLOAD,  /* over stream.max_connections */
+    DROP_SHUTDOWN,  /* drained on SIGTERM */
+    DROP_RELOAD,    /* route gone after SIGHUP */
+    DROP_REPLAY,    /* history evicted under a replay */
+    DROP_REASON_COUNT,
+};
+
+struct source_metrics {
+    uint64_t received;      /* accepted into the history */
+    uint64_t too_large;     /* dropped: over max_payload */
+    uint64_t duplicates;    /* dropped: recognised redelivery */
+};
+
+struct metrics {
+    uint64_t delivered;     /* event frames written to streams */
+    uint64_t replayed;      /* of which sent from history on resume */
+    uint64_t resets;        /* event: reset sent */
+    uint64_t dropped[DROP_REASON_COUNT];
+    uint64_t streams_opened;
+    struct source_metrics *sources; /* owned; nsources entries */
+    size_t nsources;
+};
+
+/* Allocates the per-source array. 0 or -1. */
+int metrics_init(struct metrics *m, size_t nsources);
+void metrics_free(struct metrics *m);
+
+const char *metrics_drop_reason_name(enum drop_reason r);
+
+/* Appends the whole /metrics page for b. */
+void metrics_render(const struct bridge *b, struct evbuffer *out);
+
+#endif

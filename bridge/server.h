@@ -1,0 +1,29 @@
+/*
+ * server.h - the HTTP front: libevent's evhttp, request dispatch, the
+ * status codes of SPEC 4, CORS, /healthz, /readyz and /metrics.
+ *
+ * A GET on a route path goes through: path lookup -> method -> enabled ->
+ * query -> auth -> topic resolution -> overload -> resume decision ->
+ * stream_open. Every refusal is one short line of text, never echoing a
+ * token.
+ */
+#ifndef SLUICE_SERVER_H
+#define SLUICE_SERVER_H
+
+#include <stddef.h>
+
+struct bridge;
+struct server;
+
+/* Creates the evhttp server on b->base (not listening). NULL on ENOMEM. */
+struct server *server_new(struct bridge *b);
+
+/* Binds cfg->listen_host:listen_port. 0, or -1 with err filled. */
+int server_listen(struct server *srv, char *err, size_t errlen);
+
+/* Stops accepting new connections (draining); open ones stay. */
+void server_stop_listening(struct server *srv);
+
+void server_free(struct server *srv);
+
+#endif

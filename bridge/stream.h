@@ -1,0 +1,90 @@
+/*
+ * stream.h - one open SSE response to one browser.
+ *
+ * A stream is either replaying (its cursor walks the history from the
+ * client's last id, in batches paced by the socket draining) or live
+ * (the feed pushes each new message to it). Switching from replay to
+ * live happens in the same loop turn that sends the last stored event,
+ * so a resume has no gap and no duplicate. sent_seq is the last id the
+ * client has seen; heartbeats advance it with an id-only frame when the
+ * history moved on without anything for this stream.
+ *
+ * Memory per stream is this struct plus libevent's connection: no
+ * per-stream timer (the bridge's 1 s tick handles heartbeats, token
+ * expiry and lifetime) and no per-stream buffer besides the socket's.
+ */
+#ifndef SLUICE_STREAM_H
+#define SLUICE_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bridge/metrics.h"
+
+struct bridge;
+struct evhttp_connection;
+struct evhttp_request;
+struct feed;
+struct message;
+
+struct stream {
+    struct bridge *bridge;
+    struct evhttp_request *req;      /* owned by libevent */
+    struct evhttp_connection *evcon; /* owned by libevent */
+    struct feed *feed;
+    struct stream *feed_prev, *feed_next;
+    struct stream *prev, *next;      /* in bridge->streams */
+    struct stream *reap_next;        /* in bridge->reap */
+
+    uint64_t cursor;       /* replaying: next seq to consider */
+    uint64_t sent_seq;     /* seq of the last id the client has */
+    int64_t last_write_ms; /* for heartbeats */
+    int64_t expires_ms;    /* token exp; 0: none */
+    int64_t close_at_ms;   /* max_lifetime; 0: none */
+    enum drop_reason reap_reason;
+    bool live;
+    bool reaping;          /* on the bridge's reap list */
+    bool closing;          /* final "retry:" being flushed, then freed */
+};
+
+/* How a new stream starts (decided by the server from the request). */
+enum stream_start_kind {
+    STREAM_START_FRESH,    /* no last id */
+    STREAM_START_RESUME,   /* last id found: replay after last_seq */
+    STREAM_START_RESET,    /* last id not provable: event: reset first */
+};
+
+struct stream_start {
+    enum stream_start_kind kind;
+    uint64_t last_seq;       /* RESUME */
+    const char *reset_reason;/* RESET: "unknown-id" or "expired" */
+    const char *last_id;     /* RESET: the client's id (printable) */
+    bool snapshot;
+    int64_t expires_ms;
+};
+
+/*
+ * Starts the SSE response on req (headers, padding, retry, then reset/
+ * replay/snapshot as `start` says) and attaches the stream to feed f.
+ * Returns the new stream (owned by the bridge's list; freed when the
+ * connection closes), or NULL after answering 503 on ENOMEM.
+ */
+struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
+                           struct feed *f, const struct stream_start *start);
+
+/* Hot path: a new message for this stream's feed (only if live). */
+void stream_deliver(struct stream *s, struct message *msg);
+
+/* Heartbeat, token expiry and lifetime checks (from the 1 s tick). */
+void stream_tick(struct stream *s, int64_t now_ms);
+
+/* Closes the stream now: with graceful, sends a final "retry:" of
+ * retry_ms first and closes once it is flushed. Never call during a
+ * dispatch pass: use bridge_schedule_reap. */
+void stream_close(struct stream *s, bool graceful, int64_t retry_ms);
+
+/* Frees every stream of b without ceremony (at exit). */
+void stream_free_all(struct bridge *b);
+
+#endif
