@@ -11,6 +11,9 @@
  * receives to sink.deliver. Only adapter .c files include hiredis.h or
  * mosquitto.h.
  *
+ * Sink functions must not call ops->stop on their own source (hiredis
+ * cannot free a context from inside its own callbacks).
+ *
  * Invariants: an adapter never blocks the loop, never exits the process,
  * never logs a password or token (log source names, hosts and ports, not
  * URLs), and after stop() it calls no sink function.
@@ -50,6 +53,14 @@ struct sink {
     int (*deliver)(void *ctx, struct source *src, struct message *msg);
     /* Called whenever source_state changes (for /readyz and metrics). */
     void (*state_changed)(void *ctx, struct source *src);
+    /*
+     * For redis-stream: the entry id of the newest stored message of this
+     * source whose topic is `key` (a stream key), copied into out; returns
+     * 1, or 0 when the history holds none. The adapter resumes XREAD after
+     * it, so a restart with history.dir neither loses nor repeats entries.
+     */
+    int (*last_entry_id)(void *ctx, struct source *src, const char *key,
+                         char *out, size_t outlen);
     void *ctx;
 };
 
@@ -67,7 +78,9 @@ struct adapter_ops {
     /* Disconnects and frees the adapter's private state. Idempotent. */
     void (*stop)(struct source *src);
     /* Replaces the upstream subscriptions (after SIGHUP): subscribes the
-     * new, unsubscribes the gone. Takes ownership of *subs' contents. */
+     * new, unsubscribes the gone. Takes ownership of *subs' contents.
+     * Returns 0, or -1 when they could not be applied now (the adapter
+     * then applies them at its next connect). */
     int (*resubscribe)(struct source *src, struct subscriptions *subs);
 };
 
@@ -85,6 +98,10 @@ struct source {
     char status[160];                /* human reason when not up; no secrets */
 
     void *impl;                      /* the adapter's private state */
+
+    /* Owned by the bridge: the last state it reported (logs only
+     * transitions, not every status text change). */
+    enum source_state reported;
 };
 
 /* The adapters; adapter_for_type picks one. */

@@ -28,10 +28,24 @@
  * CONNECTING (SUBSCRIBE sent) -> every SUBACK -> UP. Any failure drops the
  * connection, sets DOWN with a short status and schedules a retry.
  *
- * One upstream message is one event (SPEC 3.1). Mosquitto sends a message
- * once per matching subscription of the client, so overlapping filters
- * ("a/#", "a/+") bring copies; see mqtt_dedupe_swallow() for how they are
- * recognised and dropped.
+ * One upstream message is one event (SPEC 3.1). What mosquitto 2.0 sends
+ * when our filters overlap ("a/#", "a/+", "a/b") was measured, not
+ * assumed: live messages come once per client under MQTT 3.1.1 and once
+ * per matching subscription under MQTT 5; retained messages come once per
+ * matching filter on SUBSCRIBE under both, grouped by filter (so copies of
+ * one retained message are not adjacent). Hence two mechanisms, both
+ * exact where a heuristic would drop a real repeat of a message:
+ *   - MQTT 5: every filter is subscribed with its own subscription
+ *     identifier, and a copy is delivered only if it carries the
+ *     identifier of the oldest acknowledged filter that matches the topic
+ *     (mqtt_v5_is_copy). This also covers brokers that coalesce copies.
+ *   - MQTT 3.1.1: the protocol cannot tell a copy from a repeat, but it
+ *     marks every message sent because of a SUBSCRIBE with retain=1 and
+ *     every live one with retain=0. A retained message (same topic and
+ *     payload) already delivered on this connection is not delivered
+ *     again (mqtt_seen_*). Live messages are delivered as they come: a
+ *     3.1.1 broker that sends one live copy per subscription (the spec
+ *     allows it; mosquitto does not) would bring duplicates.
  *
  * Invariants: nothing here blocks the loop (except a DNS lookup, see
  * mqtt_connect_attempt), no password or URL is logged, and once stop() ran
@@ -68,6 +82,8 @@ enum {
     MQTT_MISC_INTERVAL_MS = 1000,
     /* Packets read per readiness callback before yielding to the loop. */
     MQTT_READ_BATCH = 64,
+    /* Set slots for retained-message hashes: initial size (power of 2). */
+    MQTT_SEEN_INITIAL = 64,
 };
 
 /* Without a ca_file, mqtts:// verifies the broker against the system's
@@ -84,13 +100,28 @@ struct mqtt_endpoint {
     char *password; /* NULL: none */
 };
 
-/* One SUBSCRIBE packet waiting for its SUBACK. `filters` are copies kept
- * so that a refused subscription can be named in the log. */
-struct mqtt_pending_sub {
-    int mid;
-    char **filters;
-    int count;
-    struct mqtt_pending_sub *next;
+enum mqtt_filter_state {
+    MQTT_FILTER_PENDING, /* SUBSCRIBE sent, no SUBACK yet */
+    MQTT_FILTER_ACTIVE,  /* SUBACK granted it */
+    MQTT_FILTER_REFUSED, /* SUBACK refused it (an ACL, say) */
+    MQTT_FILTER_LEAVING, /* UNSUBSCRIBE sent, no UNSUBACK yet */
+};
+
+/* One filter as subscribed on the current connection. */
+struct mqtt_filter {
+    char *text;          /* owned */
+    uint32_t id;         /* MQTT 5 subscription identifier; grows with
+                          * the order of subscription on a connection */
+    int mid;             /* of its SUBSCRIBE, or UNSUBSCRIBE if leaving */
+    enum mqtt_filter_state state;
+};
+
+/* A set of 64-bit hashes (open addressing, 0 marks a free slot): the
+ * retained messages delivered on this connection, for MQTT 3.1.1. */
+struct mqtt_seen {
+    uint64_t *slots;
+    size_t cap;          /* 0 or a power of two */
+    size_t count;
 };
 
 /* The adapter's private state (src->impl). */
@@ -100,6 +131,7 @@ struct mqtt_adapter {
     struct mqtt_endpoint ep;
     char *client_id;
     int keepalive_s;
+    bool v5;                   /* protocol 5 */
     bool lib_initialised;      /* we hold one mosquitto_lib_init reference */
 
     /* The current connection. ev_read/ev_write watch one socket and are
@@ -113,11 +145,13 @@ struct mqtt_adapter {
     bool write_armed;          /* ev_write is pending */
     bool connack;              /* CONNACK accepted on this connection */
     unsigned attempt;          /* reconnect attempt; reset when UP */
-    struct mqtt_pending_sub *pending;
 
-    /* Deduplication of per-subscription copies (mqtt_dedupe_swallow). */
-    struct message *dup_msg;   /* our reference to the last delivered one */
-    unsigned dup_left;         /* copies of it still expected */
+    /* Subscriptions of the current connection and deduplication state;
+     * both start empty with every connection. */
+    struct mqtt_filter *filters;
+    size_t nfilters, filters_cap;
+    uint32_t next_id;
+    struct mqtt_seen seen;
 
     int depth;                 /* nesting of our event callbacks */
     bool stopped;              /* stop() ran; free when depth is 0 */
@@ -257,7 +291,7 @@ static const char *mqtt_strerror(int rc)
  * codes are different tables. */
 static const char *mqtt_connack_text(const struct mqtt_adapter *impl, int rc)
 {
-    if (impl->src->cfg->protocol == 5)
+    if (impl->v5)
         return mosquitto_reason_string(rc);
     return mosquitto_connack_string(rc);
 }
@@ -280,30 +314,124 @@ static int64_t mqtt_now_ms(const struct mqtt_adapter *impl)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-static void mqtt_pending_free(struct mqtt_pending_sub *p)
+/* ---- the filter table and the retained set ----------------------------- */
+
+static void mqtt_filters_clear(struct mqtt_adapter *impl)
 {
-    for (int i = 0; i < p->count; i++)
-        free(p->filters[i]);
-    free(p->filters);
-    free(p);
+    for (size_t i = 0; i < impl->nfilters; i++)
+        free(impl->filters[i].text);
+    impl->nfilters = 0;
+    impl->next_id = 1;
 }
 
-static void mqtt_pending_clear(struct mqtt_adapter *impl)
+/* Appends a filter (text copied) in state PENDING with the next id.
+ * Returns the entry, or NULL on ENOMEM. */
+static struct mqtt_filter *mqtt_filters_add(struct mqtt_adapter *impl,
+                                            const char *text)
 {
-    while (impl->pending != NULL) {
-        struct mqtt_pending_sub *next = impl->pending->next;
+    struct mqtt_filter *f;
 
-        mqtt_pending_free(impl->pending);
-        impl->pending = next;
+    if (impl->nfilters == impl->filters_cap) {
+        size_t cap = impl->filters_cap ? impl->filters_cap * 2 : 8;
+        struct mqtt_filter *grown =
+            realloc(impl->filters, cap * sizeof(*grown));
+
+        if (grown == NULL)
+            return NULL;
+        impl->filters = grown;
+        impl->filters_cap = cap;
+    }
+    f = &impl->filters[impl->nfilters];
+    f->text = strdup(text);
+    if (f->text == NULL)
+        return NULL;
+    f->id = impl->next_id++;
+    f->mid = 0;
+    f->state = MQTT_FILTER_PENDING;
+    impl->nfilters++;
+    return f;
+}
+
+/* Removes entry i (order does not matter: ids carry it). */
+static void mqtt_filters_drop(struct mqtt_adapter *impl, size_t i)
+{
+    free(impl->filters[i].text);
+    impl->filters[i] = impl->filters[--impl->nfilters];
+}
+
+/* The entry in `state` whose SUBSCRIBE/UNSUBSCRIBE had `mid`, or NULL. */
+static struct mqtt_filter *mqtt_filters_by_mid(struct mqtt_adapter *impl,
+                                               int mid,
+                                               enum mqtt_filter_state state)
+{
+    for (size_t i = 0; i < impl->nfilters; i++)
+        if (impl->filters[i].mid == mid && impl->filters[i].state == state)
+            return &impl->filters[i];
+    return NULL;
+}
+
+static void mqtt_seen_clear(struct mqtt_seen *seen)
+{
+    free(seen->slots);
+    memset(seen, 0, sizeof(*seen));
+}
+
+/* FNV-1a over topic, a NUL (never inside an MQTT topic) and payload.
+ * Hand-written: ten lines, and no library here offers a plain 64-bit
+ * hash. Not keyed: a publisher able to craft collisions could hide one
+ * retained message from a 3.1.1 source, at the cost of 2^32 attempts. */
+static uint64_t mqtt_retained_hash(const char *topic, size_t topic_len,
+                                   const void *payload, size_t len)
+{
+    const unsigned char *t = (const unsigned char *)topic;
+    const unsigned char *p = payload;
+    uint64_t h = 14695981039346656037ULL;
+
+    for (size_t i = 0; i < topic_len; i++)
+        h = (h ^ t[i]) * 1099511628211ULL;
+    h = h * 1099511628211ULL; /* the NUL separator */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h ? h : 1;
+}
+
+/* Inserts without growing; true if h was already there. */
+static bool mqtt_seen_put(struct mqtt_seen *seen, uint64_t h)
+{
+    size_t mask = seen->cap - 1;
+
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        if (seen->slots[i] == h)
+            return true;
+        if (seen->slots[i] == 0) {
+            seen->slots[i] = h;
+            seen->count++;
+            return false;
+        }
     }
 }
 
-static void mqtt_dedupe_reset(struct mqtt_adapter *impl)
+/*
+ * Records h; returns 1 if it was already recorded, 0 if new, -1 on ENOMEM
+ * (then nothing is recorded). Grows at half load.
+ */
+static int mqtt_seen_insert(struct mqtt_seen *seen, uint64_t h)
 {
-    if (impl->dup_msg != NULL)
-        message_unref(impl->dup_msg);
-    impl->dup_msg = NULL;
-    impl->dup_left = 0;
+    if (seen->count + 1 > seen->cap / 2) {
+        struct mqtt_seen grown = {
+            .cap = seen->cap ? seen->cap * 2 : MQTT_SEEN_INITIAL,
+        };
+
+        grown.slots = calloc(grown.cap, sizeof(uint64_t));
+        if (grown.slots == NULL)
+            return -1;
+        for (size_t i = 0; i < seen->cap; i++)
+            if (seen->slots[i] != 0)
+                mqtt_seen_put(&grown, seen->slots[i]);
+        free(seen->slots);
+        *seen = grown;
+    }
+    return mqtt_seen_put(seen, h) ? 1 : 0;
 }
 
 /* ---- connection lifecycle ---------------------------------------------- */
@@ -321,8 +449,8 @@ static void mqtt_unlink(struct mqtt_adapter *impl)
     impl->linked = false;
     impl->write_armed = false;
     impl->connack = false;
-    mqtt_pending_clear(impl);
-    mqtt_dedupe_reset(impl);
+    mqtt_filters_clear(impl);
+    mqtt_seen_clear(&impl->seen);
 }
 
 /* Arms ev_write exactly while libmosquitto has bytes to send. */
@@ -446,39 +574,52 @@ static void mqtt_connect_attempt(struct mqtt_adapter *impl)
 /* ---- subscriptions ----------------------------------------------------- */
 
 /*
- * Sends one SUBSCRIBE for `count` filters at the configured QoS and
- * records it as pending until its SUBACK. 0, or -1 with why filled.
+ * Subscribes one filter at the configured QoS, in a SUBSCRIBE of its own
+ * so that under MQTT 5 it carries its own subscription identifier, and
+ * records it as PENDING until its SUBACK. 0, or -1 with why filled.
  */
-static int mqtt_subscribe(struct mqtt_adapter *impl, char *const *filters,
-                          int count, char *why, size_t whylen)
+static int mqtt_subscribe(struct mqtt_adapter *impl, const char *text,
+                          char *why, size_t whylen)
 {
-    struct mqtt_pending_sub *p = calloc(1, sizeof(*p));
-    int rc;
+    struct mqtt_filter *f = mqtt_filters_add(impl, text);
+    mosquitto_property *props = NULL;
+    int rc = MOSQ_ERR_NOMEM;
 
-    if (p == NULL || (p->filters = calloc((size_t)count, sizeof(char *))) ==
-                         NULL)
-        goto nomem;
-    for (; p->count < count; p->count++) {
-        p->filters[p->count] = strdup(filters[p->count]);
-        if (p->filters[p->count] == NULL)
-            goto nomem;
-    }
-    errno = 0;
-    rc = mosquitto_subscribe_multiple(impl->mosq, &p->mid, count, filters,
-                                      impl->src->cfg->qos, 0, NULL);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        snprintf(why, whylen, "subscribe failed: %s", mqtt_strerror(rc));
-        mqtt_pending_free(p);
+    if (f == NULL) {
+        snprintf(why, whylen, "subscribe failed: out of memory");
         return -1;
     }
-    p->next = impl->pending;
-    impl->pending = p;
+    errno = 0;
+    if (!impl->v5)
+        rc = mosquitto_subscribe(impl->mosq, &f->mid, text,
+                                 impl->src->cfg->qos);
+    else if (mosquitto_property_add_varint(&props,
+                                           MQTT_PROP_SUBSCRIPTION_IDENTIFIER,
+                                           f->id) == MOSQ_ERR_SUCCESS)
+        rc = mosquitto_subscribe_v5(impl->mosq, &f->mid, text,
+                                    impl->src->cfg->qos, 0, props);
+    mosquitto_property_free_all(&props);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        snprintf(why, whylen, "subscribe failed: %s", mqtt_strerror(rc));
+        mqtt_filters_drop(impl, impl->nfilters - 1);
+        return -1;
+    }
     return 0;
-nomem:
-    snprintf(why, whylen, "subscribe failed: out of memory");
-    if (p != NULL)
-        mqtt_pending_free(p);
-    return -1;
+}
+
+/* Sends UNSUBSCRIBE for entry i; it stays (LEAVING) until the UNSUBACK,
+ * since until then the broker may still send copies for it. */
+static void mqtt_unsubscribe(struct mqtt_adapter *impl, size_t i)
+{
+    struct mqtt_filter *f = &impl->filters[i];
+
+    if (f->state == MQTT_FILTER_LEAVING)
+        return;
+    if (mosquitto_unsubscribe(impl->mosq, &f->mid, f->text) ==
+        MOSQ_ERR_SUCCESS)
+        f->state = MQTT_FILTER_LEAVING;
+    else
+        mqtt_filters_drop(impl, i);
 }
 
 /* CONNECTING -> UP once no SUBACK is outstanding. */
@@ -486,12 +627,15 @@ static void mqtt_check_subscribed(struct mqtt_adapter *impl)
 {
     struct source *src = impl->src;
 
-    if (impl->pending != NULL || src->state != SOURCE_CONNECTING)
+    if (src->state != SOURCE_CONNECTING)
         return;
+    for (size_t i = 0; i < impl->nfilters; i++)
+        if (impl->filters[i].state == MQTT_FILTER_PENDING)
+            return;
     impl->attempt = 0;
     source_set_state(src, SOURCE_UP, NULL);
     log_debug("source %s: subscribed to %zu filters", src->cfg->name,
-              src->subs.patterns.count);
+              impl->nfilters);
 }
 
 static bool mqtt_strv_has(const struct config_strv *v, const char *s)
@@ -502,114 +646,140 @@ static bool mqtt_strv_has(const struct config_strv *v, const char *s)
     return false;
 }
 
-/*
- * Collects the items of `a` that are not in `b` into a new array of
- * borrowed pointers (caller frees the array only). Quadratic, which is
- * fine for the few filters a source subscribes to, and only on reload.
- * Returns the count, or -1 on ENOMEM.
- */
-static int mqtt_strv_minus(const struct config_strv *a,
-                           const struct config_strv *b, char ***out)
+/* Applies a new filter set on a live connection: UNSUBSCRIBE the gone
+ * ones first (so that once a new filter delivers, the gone ones are
+ * gone), then SUBSCRIBE the new ones. Quadratic, which is fine for the
+ * few filters of a source, on reload only. 0, or -1 if one failed. */
+static int mqtt_apply_filters(struct mqtt_adapter *impl,
+                              const struct config_strv *want)
 {
-    int n = 0;
+    char why[sizeof(impl->src->status)];
+    int rc = 0;
 
-    *out = calloc(a->count + 1, sizeof(char *));
-    if (*out == NULL)
-        return -1;
-    for (size_t i = 0; i < a->count; i++)
-        if (!mqtt_strv_has(b, a->items[i]))
-            (*out)[n++] = a->items[i];
-    return n;
+    for (size_t i = impl->nfilters; i-- > 0;)
+        if (!mqtt_strv_has(want, impl->filters[i].text))
+            mqtt_unsubscribe(impl, i);
+    for (size_t j = 0; j < want->count; j++) {
+        bool have = false;
+
+        for (size_t i = 0; i < impl->nfilters && !have; i++)
+            have = impl->filters[i].state != MQTT_FILTER_LEAVING &&
+                   strcmp(impl->filters[i].text, want->items[j]) == 0;
+        if (!have && mqtt_subscribe(impl, want->items[j], why,
+                                    sizeof(why)) != 0) {
+            log_warn("source %s: %s", impl->src->cfg->name, why);
+            rc = -1;
+        }
+    }
+    return rc;
 }
 
 /* ---- messages ---------------------------------------------------------- */
 
-/* How many of our filters match the topic: the number of copies
- * mosquitto sends. One filter (the common case) needs no matching. */
-static unsigned mqtt_count_matches(const struct mqtt_adapter *impl,
-                                   const char *topic, size_t len)
+/* The entry with subscription identifier id that matches the topic and
+ * is, or is about to be, subscribed; NULL if none. */
+static const struct mqtt_filter *mqtt_v5_filter(const struct mqtt_adapter *impl,
+                                                uint32_t id,
+                                                const char *topic, size_t len)
 {
-    const struct config_strv *filters = &impl->src->subs.patterns;
-    unsigned n = 0;
+    for (size_t i = 0; i < impl->nfilters; i++) {
+        const struct mqtt_filter *f = &impl->filters[i];
 
-    if (filters->count <= 1)
-        return 1;
-    for (size_t i = 0; i < filters->count; i++)
-        if (topic_mqtt_match(filters->items[i], topic, len))
-            n++;
-    return n;
-}
-
-/*
- * The deduplication of SPEC 3.1 ("one upstream message is one event").
- * Mosquitto 2.0 sends a publish once per matching subscription of this
- * client, and sends those copies one after another. So after delivering a
- * message whose topic matches N of our filters, the next N-1 messages
- * with the same topic, payload and retain flag are those copies and are
- * swallowed; any different message ends the expectation. Retained
- * messages sent on SUBSCRIBE come once per filter of the packet too, and
- * all filters go in one packet on connect. MQTT 3.1.1 gives no way to
- * tell a copy from a new identical publish, so with a broker that sends
- * one copy only (the spec allows both) an identical publish that follows
- * at once on a topic matching several filters would be taken for a copy;
- * MQTT 5 subscription identifiers would make this exact. A topic that
- * matches none of our filters (a subscription left in a persistent
- * session by an older config) is delivered as it is.
- *
- * Hot path: compares against the message we hold a reference to, so an
- * expectation costs no copy of the payload.
- */
-static bool mqtt_dedupe_swallow(struct mqtt_adapter *impl,
-                                const struct mosquitto_message *m,
-                                size_t topic_len)
-{
-    const struct message *last = impl->dup_msg;
-
-    if (impl->dup_left == 0)
-        return false;
-    if (last->topic_len != topic_len || last->retain != m->retain ||
-        last->payload_len != (size_t)m->payloadlen ||
-        memcmp(last->topic, m->topic, topic_len) != 0 ||
-        (m->payloadlen > 0 &&
-         memcmp(last->payload, m->payload, (size_t)m->payloadlen) != 0)) {
-        mqtt_dedupe_reset(impl);
-        return false;
+        if (f->id == id)
+            return f->state != MQTT_FILTER_REFUSED &&
+                   topic_mqtt_match(f->text, topic, len) ? f : NULL;
     }
-    if (--impl->dup_left == 0)
-        mqtt_dedupe_reset(impl);
-    return true;
-}
-
-/* After delivering msg (we still hold it): expect its copies. */
-static void mqtt_dedupe_expect(struct mqtt_adapter *impl, struct message *msg)
-{
-    unsigned copies = mqtt_count_matches(impl, msg->topic, msg->topic_len);
-
-    if (copies <= 1)
-        return;
-    impl->dup_msg = message_ref(msg);
-    impl->dup_left = copies - 1;
+    return NULL;
 }
 
 /*
- * libmosquitto's on_message: one PUBLISH (for QoS 2, on PUBREL). Hot
- * path: one message_new, then the sink. libmosquitto has already queued
- * the PUBACK of a QoS 1 message before calling us (2.0 has no manual
- * acknowledgement), so the sink's refusal cannot hold back the ack.
+ * MQTT 5: true when this PUBLISH is a copy to drop. Let s be the smallest
+ * of its subscription identifiers that names one of our filters matching
+ * the topic. The broker sends (or coalesces into one PUBLISH) a copy for
+ * every subscription it held when it routed the message, and a filter
+ * whose SUBACK we have (ACTIVE, or LEAVING before its UNSUBACK) was held
+ * by then: TCP delivers the SUBACK before any copy routed after it. So if
+ * such a filter with an id below s matches too, its copy carries the
+ * message and this one is dropped. Ids grow in subscription order, so
+ * the retained messages re-sent for a newly added filter are dropped
+ * when an older filter already brought them. A PUBLISH without an id of
+ * ours (a subscription left in a persistent session by an older config)
+ * is delivered. One case can still duplicate: messages queued in a
+ * persistent session arrive before our SUBACKs, so overlapping copies of
+ * those are all delivered.
+ * Hot path: one pass over the filters (few per source) when several
+ * overlap; nothing when there is one filter.
+ */
+static bool mqtt_v5_is_copy(const struct mqtt_adapter *impl,
+                            const char *topic, size_t len,
+                            const mosquitto_property *props)
+{
+    const mosquitto_property *p;
+    uint32_t id, best = UINT32_MAX;
+
+    if (impl->nfilters <= 1)
+        return false;
+    p = mosquitto_property_read_varint(props,
+                                       MQTT_PROP_SUBSCRIPTION_IDENTIFIER,
+                                       &id, false);
+    for (; p != NULL; p = mosquitto_property_read_varint(
+                          p, MQTT_PROP_SUBSCRIPTION_IDENTIFIER, &id, true))
+        if (id < best && mqtt_v5_filter(impl, id, topic, len) != NULL)
+            best = id;
+    if (best == UINT32_MAX)
+        return false;
+    for (size_t i = 0; i < impl->nfilters; i++) {
+        const struct mqtt_filter *f = &impl->filters[i];
+
+        if (f->id < best &&
+            (f->state == MQTT_FILTER_ACTIVE ||
+             f->state == MQTT_FILTER_LEAVING) &&
+            topic_mqtt_match(f->text, topic, len))
+            return true;
+    }
+    return false;
+}
+
+/* MQTT 3.1.1: true for a retained message (retain=1, so sent because of
+ * a SUBSCRIBE) already delivered on this connection: the copy for a
+ * second matching filter, or a re-send after resubscribe. */
+static bool mqtt_v4_is_copy(struct mqtt_adapter *impl,
+                            const struct mosquitto_message *m,
+                            size_t topic_len)
+{
+    uint64_t h;
+
+    if (!m->retain)
+        return false;
+    h = mqtt_retained_hash(m->topic, topic_len, m->payload,
+                           (size_t)m->payloadlen);
+    return mqtt_seen_insert(&impl->seen, h) == 1;
+}
+
+/*
+ * libmosquitto's on_message (v5 form: props is NULL under 3.1.1): one
+ * PUBLISH (for QoS 2, on PUBREL). Hot path: the copy check, one
+ * message_new, the sink. libmosquitto has queued the PUBACK of a QoS 1
+ * message before calling us (2.0 has no manual acknowledgement), so the
+ * sink's answer cannot hold the acknowledgement back.
  */
 static void mqtt_on_message(struct mosquitto *mosq, void *obj,
-                            const struct mosquitto_message *m)
+                            const struct mosquitto_message *m,
+                            const mosquitto_property *props)
 {
     struct mqtt_adapter *impl = obj;
     struct source *src = impl->src;
     size_t topic_len;
     struct message *msg;
+    bool copy;
 
     (void)mosq;
     if (impl->stopped || m->topic == NULL || m->payloadlen < 0)
         return;
     topic_len = strlen(m->topic);
-    if (mqtt_dedupe_swallow(impl, m, topic_len))
+    copy = impl->v5 ? mqtt_v5_is_copy(impl, m->topic, topic_len, props)
+                    : mqtt_v4_is_copy(impl, m, topic_len);
+    if (copy)
         return;
     msg = message_new(src->index, SOURCE_MQTT, m->topic, topic_len,
                       m->payloadlen > 0 ? m->payload : "",
@@ -622,7 +792,6 @@ static void mqtt_on_message(struct mosquitto *mosq, void *obj,
     msg->has_mqtt = true;
     msg->retain = m->retain;
     msg->qos = (uint8_t)m->qos;
-    mqtt_dedupe_expect(impl, msg);
     /* The bridge counts refusals (too large, ENOMEM); nothing to undo. */
     (void)src->sink.deliver(src->sink.ctx, src, msg);
 }
@@ -649,11 +818,13 @@ static void mqtt_on_connect(struct mosquitto *mosq, void *obj, int rc)
     source_set_state(src, SOURCE_CONNECTING, "subscribing");
     /* With clean_session false the broker still has our subscriptions;
      * subscribing again is harmless and covers a changed config. */
-    if (src->subs.patterns.count > 0 &&
-        mqtt_subscribe(impl, src->subs.patterns.items,
-                       (int)src->subs.patterns.count, why, sizeof(why)) != 0) {
-        mqtt_fail(impl, "%s", why);
-        return;
+    mqtt_filters_clear(impl);
+    for (size_t i = 0; i < src->subs.patterns.count; i++) {
+        if (mqtt_subscribe(impl, src->subs.patterns.items[i], why,
+                           sizeof(why)) != 0) {
+            mqtt_fail(impl, "%s", why);
+            return;
+        }
     }
     mqtt_check_subscribed(impl);
 }
@@ -675,26 +846,37 @@ static void mqtt_on_subscribe(struct mosquitto *mosq, void *obj, int mid,
                               int qos_count, const int *granted_qos)
 {
     struct mqtt_adapter *impl = obj;
-    struct mqtt_pending_sub **pp = &impl->pending;
-    struct mqtt_pending_sub *p;
+    struct mqtt_filter *f;
 
     (void)mosq;
     if (impl->stopped)
         return;
-    while (*pp != NULL && (*pp)->mid != mid)
-        pp = &(*pp)->next;
-    p = *pp;
-    if (p == NULL)
+    f = mqtt_filters_by_mid(impl, mid, MQTT_FILTER_PENDING);
+    if (f == NULL)
         return; /* from an earlier connection */
-    /* A refused filter (0x80 and up: 3.1.1 failure, MQTT 5 reason codes)
-     * is the operator's to fix (ACL); the others keep working. */
-    for (int i = 0; i < qos_count && i < p->count; i++)
-        if (granted_qos[i] >= 0x80)
-            log_warn("source %s: broker refused subscription to %s",
-                     impl->src->cfg->name, p->filters[i]);
-    *pp = p->next;
-    mqtt_pending_free(p);
+    /* A refused filter (0x80 and up: the 3.1.1 failure code and the MQTT
+     * 5 reason codes) is the operator's to fix; the others keep working. */
+    if (qos_count >= 1 && granted_qos[0] >= 0x80) {
+        f->state = MQTT_FILTER_REFUSED;
+        log_warn("source %s: broker refused subscription to %s",
+                 impl->src->cfg->name, f->text);
+    } else {
+        f->state = MQTT_FILTER_ACTIVE;
+    }
     mqtt_check_subscribed(impl);
+}
+
+static void mqtt_on_unsubscribe(struct mosquitto *mosq, void *obj, int mid)
+{
+    struct mqtt_adapter *impl = obj;
+    struct mqtt_filter *f;
+
+    (void)mosq;
+    if (impl->stopped)
+        return;
+    f = mqtt_filters_by_mid(impl, mid, MQTT_FILTER_LEAVING);
+    if (f != NULL)
+        mqtt_filters_drop(impl, (size_t)(f - impl->filters));
 }
 
 /* ---- libevent callbacks ------------------------------------------------ */
@@ -871,7 +1053,7 @@ static int mqtt_configure_tls(struct mqtt_adapter *impl, char *why,
 static int mqtt_configure(struct mqtt_adapter *impl, char *why, size_t whylen)
 {
     const struct source_config *cfg = impl->src->cfg;
-    int version = cfg->protocol == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311;
+    int version = impl->v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311;
 
     impl->mosq = mosquitto_new(impl->client_id, cfg->clean_session, impl);
     if (impl->mosq == NULL) {
@@ -897,7 +1079,8 @@ static int mqtt_configure(struct mqtt_adapter *impl, char *why, size_t whylen)
     mosquitto_connect_callback_set(impl->mosq, mqtt_on_connect);
     mosquitto_disconnect_callback_set(impl->mosq, mqtt_on_disconnect);
     mosquitto_subscribe_callback_set(impl->mosq, mqtt_on_subscribe);
-    mosquitto_message_callback_set(impl->mosq, mqtt_on_message);
+    mosquitto_unsubscribe_callback_set(impl->mosq, mqtt_on_unsubscribe);
+    mosquitto_message_v5_callback_set(impl->mosq, mqtt_on_message);
     return 0;
 }
 
@@ -920,6 +1103,8 @@ static int mqtt_prepare(struct mqtt_adapter *impl, char *why, size_t whylen)
     if (keepalive > MQTT_KEEPALIVE_MAX_S)
         keepalive = MQTT_KEEPALIVE_MAX_S;
     impl->keepalive_s = (int)keepalive;
+    impl->v5 = cfg->protocol == 5;
+    impl->next_id = 1;
     impl->ev_misc = event_new(base, -1, EV_PERSIST, mqtt_on_misc, impl);
     impl->ev_handshake = evtimer_new(base, mqtt_on_handshake_timeout, impl);
     impl->ev_retry = evtimer_new(base, mqtt_on_retry, impl);
@@ -950,8 +1135,9 @@ static void mqtt_adapter_free(struct mqtt_adapter *impl)
         event_free(impl->ev_handshake);
     if (impl->ev_retry != NULL)
         event_free(impl->ev_retry);
-    mqtt_pending_clear(impl);
-    mqtt_dedupe_reset(impl);
+    mqtt_filters_clear(impl);
+    free(impl->filters);
+    mqtt_seen_clear(&impl->seen);
     mqtt_endpoint_clear(&impl->ep);
     free(impl->client_id);
     free(impl);
@@ -1017,46 +1203,24 @@ static void mqtt_stop(struct source *src)
 
 /*
  * adapter_ops.resubscribe: takes *subs' contents (and zeroes *subs). When
- * connected, subscribes the new filters and unsubscribes the gone ones;
+ * connected, unsubscribes the gone filters and subscribes the new ones;
  * otherwise the next connection subscribes the new set. A source that is
  * UP stays UP while the new SUBACKs are outstanding. Returns 0, or -1
- * when libmosquitto refused the change (the new set is kept and is
- * subscribed in full on the next connection).
+ * when libmosquitto refused a filter (the new set is kept, and the next
+ * connection subscribes it in full).
  */
 static int mqtt_resubscribe(struct source *src, struct subscriptions *subs)
 {
     struct mqtt_adapter *impl = src->impl;
-    struct subscriptions old = src->subs;
-    char why[sizeof(src->status)];
-    char **added = NULL, **gone = NULL;
-    int nadded, ngone, mid, rc = 0;
+    int rc = 0;
 
+    subscriptions_free(&src->subs);
     src->subs = *subs;
     memset(subs, 0, sizeof(*subs));
-    if (impl == NULL || !impl->connack) {
-        subscriptions_free(&old);
-        return 0;
-    }
-    mqtt_dedupe_reset(impl);
-    nadded = mqtt_strv_minus(&src->subs.patterns, &old.patterns, &added);
-    ngone = mqtt_strv_minus(&old.patterns, &src->subs.patterns, &gone);
-    if (nadded < 0 || ngone < 0) {
-        rc = -1;
-    } else {
-        if (nadded > 0 &&
-            mqtt_subscribe(impl, added, nadded, why, sizeof(why)) != 0) {
-            log_warn("source %s: %s", src->cfg->name, why);
-            rc = -1;
-        }
-        if (ngone > 0 &&
-            mosquitto_unsubscribe_multiple(impl->mosq, &mid, ngone, gone,
-                                           NULL) != MOSQ_ERR_SUCCESS)
-            rc = -1;
+    if (impl != NULL && impl->connack) {
+        rc = mqtt_apply_filters(impl, &src->subs.patterns);
         mqtt_update_write(impl);
     }
-    free(added);
-    free(gone);
-    subscriptions_free(&old);
     return rc;
 }
 

@@ -9,6 +9,8 @@
  *   IDLE --connect--> TCP --AUTH?--> AUTH --SELECT?--> SELECT
  *        --(P)SUBSCRIBE--> SUBSCRIBING --all confirmed--> UP
  *
+ * (with nothing to subscribe, SUBSCRIBING waits for a PING's answer)
+ *
  * and back to IDLE on any failure, with a reconnect after
  * source_backoff_ms(attempt) (attempt resets once UP). A handshake timer
  * bounds TCP connect .. UP (a server that accepts and never answers), a
@@ -537,53 +539,6 @@ static void redis_subscribe_all(struct redis_impl *r)
     r->confirm_pending = channels + patterns;
 }
 
-static void redis_handshake_continue(struct redis_impl *r);
-
-/* The name of the handshake command answered in the current phase. */
-static const char *redis_handshake_command(const struct redis_impl *r)
-{
-    switch (r->phase) {
-    case REDIS_PHASE_AUTH:
-        return "AUTH";
-    case REDIS_PHASE_SELECT:
-        return "SELECT";
-    default:
-        return "PING";
-    }
-}
-
-/* AUTH, SELECT, and the PING of a source with no subscriptions. */
-static void redis_on_handshake_reply(redisAsyncContext *ac, void *reply,
-                                     void *priv)
-{
-    struct redis_impl *r = ac->data;
-    redisReply *rep = reply;
-    char status[REDIS_ADAPTER_TEXT_MAX];
-    const char *text;
-
-    if (r == NULL || rep == NULL)
-        return;
-    if (rep->type != REDIS_REPLY_ERROR) {
-        if (r->phase < REDIS_PHASE_SUBSCRIBING)
-            redis_handshake_continue(r);
-        else if (r->phase == REDIS_PHASE_SUBSCRIBING &&
-                 r->confirm_pending == 0)
-            redis_up(r);
-        return;
-    }
-    /* Redis's errors do not echo the password; be sure anyway. */
-    text = rep->str;
-    if (r->password && *r->password && strstr(text, r->password))
-        text = "(server error text withheld)";
-    if (r->phase == REDIS_PHASE_SELECT)
-        snprintf(status, sizeof(status), "SELECT %d failed: %s", r->db, text);
-    else
-        snprintf(status, sizeof(status), "%s failed: %s",
-                 redis_handshake_command(r), text);
-    log_error("source %s: %s (%s)", redis_name(r), status, r->where);
-    redis_fail(r, status);
-}
-
 /* Sends the next handshake command after r->phase: AUTH when there is a
  * password, SELECT when db != 0, then the subscriptions. */
 static void redis_handshake_continue(struct redis_impl *r)
@@ -614,6 +569,37 @@ static void redis_handshake_continue(struct redis_impl *r)
     if (redisAsyncCommandArgv(r->ac, redis_on_handshake_reply, NULL, argc,
                               argv, lens) != REDIS_OK)
         log_error("source %s: cannot queue %s", redis_name(r), argv[0]);
+}
+
+/* AUTH, SELECT, and the PING of a source with no subscriptions. */
+static void redis_on_handshake_reply(redisAsyncContext *ac, void *reply,
+                                     void *priv)
+{
+    struct redis_impl *r = ac->data;
+    redisReply *rep = reply;
+    char status[REDIS_ADAPTER_TEXT_MAX];
+    const char *text;
+
+    if (r == NULL || rep == NULL)
+        return;
+    if (rep->type != REDIS_REPLY_ERROR) {
+        if (r->phase < REDIS_PHASE_SUBSCRIBING)
+            redis_handshake_continue(r);
+        else if (r->phase == REDIS_PHASE_SUBSCRIBING &&
+                 r->confirm_pending == 0)
+            redis_up(r);
+        return;
+    }
+    /* Redis's errors do not echo the password; be sure anyway. */
+    text = rep->str;
+    if (r->password && *r->password && strstr(text, r->password))
+        text = "(server error text withheld)";
+    if (r->phase == REDIS_PHASE_SELECT)
+        snprintf(status, sizeof(status), "SELECT %d failed: %s", r->db, text);
+    else
+        snprintf(status, sizeof(status), "%s failed: %s",
+                 r->phase == REDIS_PHASE_AUTH ? "AUTH" : "PING", text);
+    redis_fail(r, status); /* logs it */
 }
 
 static void redis_on_connect(const redisAsyncContext *ac, int status)

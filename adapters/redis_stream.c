@@ -1,7 +1,7 @@
 /*
- * redis_stream.c - the Redis Streams (XREAD) adapter. A placeholder until
- * XREAD support lands: start() refuses, so a config naming a redis-stream
- * source fails at start with a clear reason instead of silently idling.
+ * redis_stream.c - the Redis Streams (XREAD) adapter: a placeholder until
+ * XREAD lands. start() refuses, so a redis-stream source fails at start
+ * with a clear reason instead of silently idling.
  */
 #include <stdio.h>
 
@@ -15,10 +15,11 @@ static int redis_stream_start(struct source *src, char *why, size_t whylen)
 
 static void redis_stream_stop(struct source *src) {}
 
+/* Takes ownership of subs' contents, as the contract says. */
 static int redis_stream_resubscribe(struct source *src,
                                     struct subscriptions *subs)
 {
-    subscriptions_free(subs); /* the contract: we own subs' contents */
+    subscriptions_free(subs);
     return 0;
 }
 

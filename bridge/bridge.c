@@ -20,6 +20,7 @@
 #include "auth/auth.h"
 #include "bridge/feed.h"
 #include "bridge/history.h"
+#include "bridge/lastvalue.h"
 #include "bridge/log.h"
 #include "bridge/message.h"
 #include "bridge/route.h"
@@ -77,6 +78,7 @@ static int bridge_sink_deliver(void *ctx, struct source *src,
     }
     if (history_append(b->history, msg) < 0)
         return -1;
+    lastvalue_put(b->lastvalue, msg);
     sm->received++;
     feed_dispatch(b, msg);
     return 0;
@@ -84,10 +86,34 @@ static int bridge_sink_deliver(void *ctx, struct source *src,
 
 static void bridge_sink_state_changed(void *ctx, struct source *src)
 {
-    if (src->state == SOURCE_UP)
+    enum source_state was = src->reported;
+
+    src->reported = src->state;
+    if (src->state == SOURCE_UP && was != SOURCE_UP)
         log_info("source %s: up", src->cfg->name);
-    else if (src->state == SOURCE_DOWN)
+    else if (src->state == SOURCE_DOWN && was == SOURCE_UP)
         log_warn("source %s: down: %s", src->cfg->name, src->status);
+}
+
+/* Scans the history from the newest entry: runs once per (re)connect of
+ * a redis-stream source, not per message. */
+static int bridge_sink_last_entry_id(void *ctx, struct source *src,
+                                     const char *key, char *out,
+                                     size_t outlen)
+{
+    struct bridge *b = ctx;
+    uint64_t first = history_first_seq(b->history);
+    size_t keylen = strlen(key);
+
+    for (uint64_t s = history_next_seq(b->history); s-- > first;) {
+        const struct message *m = history_at(b->history, s);
+        if (m->source != src->index || m->stream_entry_id == NULL ||
+            m->topic_len != keylen || memcmp(m->topic, key, keylen) != 0)
+            continue;
+        snprintf(out, outlen, "%s", m->stream_entry_id);
+        return 1;
+    }
+    return 0;
 }
 
 void bridge_schedule_reap(struct bridge *b, struct stream *s)
@@ -191,6 +217,7 @@ static int bridge_init_sources(struct bridge *b, char *err, size_t errlen)
         src->base = b->base;
         src->sink.deliver = bridge_sink_deliver;
         src->sink.state_changed = bridge_sink_state_changed;
+        src->sink.last_entry_id = bridge_sink_last_entry_id;
         src->sink.ctx = b;
         src->state = SOURCE_DOWN;
         snprintf(src->status, sizeof(src->status), "not connected yet");
@@ -222,8 +249,11 @@ struct bridge *bridge_new(struct config *cfg, struct route_table *routes,
         goto fail;
     if ((b->base = event_base_new()) == NULL ||
         (b->history = history_new(&cfg->history, now)) == NULL ||
+        (b->lastvalue = lastvalue_new(cfg->history.max_events,
+                                      cfg->history.max_bytes)) == NULL ||
         (b->index = topic_index_new()) == NULL ||
         (b->scratch = evbuffer_new()) == NULL ||
+        (b->zscratch = evbuffer_new()) == NULL ||
         metrics_init(&b->metrics, cfg->nsources) < 0 ||
         (b->reap_ev = event_new(b->base, -1, 0, bridge_on_reap, b)) == NULL ||
         (b->drain_ev = evtimer_new(b->base, bridge_on_drain_poll, b)) == NULL)
@@ -310,7 +340,10 @@ void bridge_free(struct bridge *b)
         event_free(b->drain_ev);
     if (b->scratch != NULL)
         evbuffer_free(b->scratch);
+    if (b->zscratch != NULL)
+        evbuffer_free(b->zscratch);
     topic_index_free(b->index);
+    lastvalue_free(b->lastvalue);
     history_free(b->history);
     auth_free(b->auth);
     metrics_free(&b->metrics);

@@ -31,6 +31,7 @@ struct event_base;
 struct evbuffer;
 struct feed;
 struct history;
+struct lastvalue;
 struct route_table;
 struct server;
 struct stream;
@@ -42,6 +43,7 @@ struct bridge {
     struct route_table *routes;   /* owned; built from cfg */
     struct auth *auth;            /* owned */
     struct history *history;      /* owned */
+    struct lastvalue *lastvalue;  /* owned: latest per topic (snapshots) */
     struct topic_index *index;    /* owned: (source, pattern) -> feed */
     struct source *sources;       /* owned; cfg->nsources entries */
     size_t nsources;
@@ -57,6 +59,7 @@ struct bridge {
     /* Hot path scratch: frames are assembled here, then moved (not
      * copied) into a connection's output. Always empty between uses. */
     struct evbuffer *scratch;
+    struct evbuffer *zscratch;    /* the same, deflated (compressed streams) */
 
     struct event *tick_ev;        /* 1 s housekeeping */
     struct event *signal_evs[3];  /* TERM, INT, HUP */

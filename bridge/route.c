@@ -88,7 +88,9 @@ static int hex_value(char c)
 /*
  * Strict percent-decoding of in[0..len) into out (room for len bytes):
  * every '%' must start "%XX", and a decoded NUL is refused ('+' is not a
- * space in a path). Returns the decoded length or -1.
+ * space in a path). Returns the decoded length or -1. Hand-written because
+ * libevent's evhttp_uridecode passes malformed escapes through unchanged
+ * (and allocates per call), where a request must get a 400.
  */
 static long percent_decode(const char *in, size_t len, char *out)
 {

@@ -25,8 +25,10 @@
 #include <event2/http.h>
 
 #include "bridge/bridge.h"
+#include "bridge/compress.h"
 #include "bridge/feed.h"
 #include "bridge/history.h"
+#include "bridge/lastvalue.h"
 #include "bridge/message.h"
 #include "bridge/sse.h"
 
@@ -50,15 +52,33 @@ static size_t stream_pending(const struct stream *s)
     return evbuffer_get_length(bufferevent_get_output(bev));
 }
 
-/* Moves the scratch buffer into the response. */
+/*
+ * Moves the scratch buffer into the response, deflating it first for a
+ * compressed stream; cb (may be NULL) runs once it is all on the wire.
+ * Every write of a stream goes through here.
+ */
+static void stream_send(struct stream *s,
+                        void (*cb)(struct evhttp_connection *, void *))
+{
+    struct bridge *b = s->bridge;
+    struct evbuffer *out = b->scratch;
+
+    if (evbuffer_get_length(out) == 0)
+        return;
+    if (s->z != NULL) {
+        if (compressor_write(s->z, b->scratch, b->zscratch) < 0) {
+            evbuffer_drain(b->scratch, evbuffer_get_length(b->scratch));
+            return;
+        }
+        out = b->zscratch;
+    }
+    evhttp_send_reply_chunk_with_cb(s->req, out, cb, s);
+    s->last_write_ms = stream_now_ms(s);
+}
+
 static void stream_flush(struct stream *s)
 {
-    struct evbuffer *scratch = s->bridge->scratch;
-
-    if (evbuffer_get_length(scratch) == 0)
-        return;
-    evhttp_send_reply_chunk(s->req, scratch);
-    s->last_write_ms = stream_now_ms(s);
+    stream_send(s, NULL);
 }
 
 /* Appends msg's frame ("id:", optional "event:", body) to scratch. */
@@ -139,8 +159,7 @@ static void stream_replay(struct stream *s)
         stream_flush(s);
         return;
     }
-    evhttp_send_reply_chunk_with_cb(s->req, b->scratch, stream_on_drained, s);
-    s->last_write_ms = stream_now_ms(s);
+    stream_send(s, stream_on_drained);
 }
 
 /* Appends "id: <head>\n\n" when the history moved past what the client
@@ -202,6 +221,7 @@ static void stream_destroy(struct stream *s)
     if (s->next != NULL)
         s->next->prev = s->prev;
     b->nstreams--;
+    compressor_free(s->z);
     free(s);
 }
 
@@ -256,8 +276,7 @@ void stream_close(struct stream *s, bool graceful, int64_t retry_ms)
         feed_detach(s->feed, s);
     s->closing = true;
     evbuffer_add_printf(b->scratch, "retry: %lld\n\n", (long long)retry_ms);
-    evhttp_send_reply_chunk_with_cb(s->req, b->scratch,
-                                    stream_on_final_flush, s);
+    stream_send(s, stream_on_final_flush);
 }
 
 void stream_free_all(struct bridge *b)
@@ -309,6 +328,22 @@ static void stream_set_timeouts(struct stream *s)
     bufferevent_set_timeouts(bev, NULL, &write_timeout);
 }
 
+static void stream_on_snapshot_entry(struct message *msg, void *arg)
+{
+    struct stream *s = arg;
+
+    if (feed_matches(s->feed, msg))
+        stream_append_frame(s, msg);
+}
+
+/* The latest event of each matching topic, oldest first, then the head
+ * id so that a resume starts after everything the snapshot stood for. */
+static void stream_append_snapshot(struct stream *s)
+{
+    lastvalue_each(s->bridge->lastvalue, stream_on_snapshot_entry, s);
+    stream_append_checkpoint(s);
+}
+
 static int64_t stream_lifetime_deadline(struct stream *s, int64_t now_ms)
 {
     int64_t life = s->bridge->cfg->stream.max_lifetime_ms;
@@ -319,6 +354,24 @@ static int64_t stream_lifetime_deadline(struct stream *s, int64_t now_ms)
      * once after a rolling update. */
     return now_ms + life * 8 / 10 +
            (int64_t)bridge_random(s->bridge, (uint64_t)(life / 5) + 1);
+}
+
+/* With stream.compression, gzip/deflate when the client accepts it. A
+ * compressor that cannot be allocated just means an uncompressed
+ * stream. */
+static void stream_negotiate_compression(struct stream *s)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(s->req);
+    enum compress_kind kind;
+
+    if (!s->bridge->cfg->stream.compression)
+        return;
+    evhttp_add_header(out, "Vary", "Accept-Encoding");
+    kind = compress_negotiate(evhttp_find_header(
+        evhttp_request_get_input_headers(s->req), "Accept-Encoding"));
+    if (kind == COMPRESS_NONE || (s->z = compressor_new(kind)) == NULL)
+        return;
+    evhttp_add_header(out, "Content-Encoding", compress_name(kind));
 }
 
 struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
@@ -348,6 +401,7 @@ struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
 
     evhttp_add_header(hdrs, "Content-Type", "text/event-stream");
     evhttp_add_header(hdrs, "X-Accel-Buffering", "no");
+    stream_negotiate_compression(s);
     evhttp_send_reply_start(req, 200, "OK");
     evhttp_connection_set_closecb(s->evcon, stream_on_close, s);
     stream_set_timeouts(s);
@@ -359,6 +413,8 @@ struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
         stream_replay(s);
         return s;
     }
+    if (start->snapshot)
+        stream_append_snapshot(s);
     s->live = true;
     stream_flush(s);
     return s;

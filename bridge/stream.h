@@ -23,6 +23,7 @@
 #include "bridge/metrics.h"
 
 struct bridge;
+struct compressor;
 struct evhttp_connection;
 struct evhttp_request;
 struct feed;
@@ -36,6 +37,7 @@ struct stream {
     struct stream *feed_prev, *feed_next;
     struct stream *prev, *next;      /* in bridge->streams */
     struct stream *reap_next;        /* in bridge->reap */
+    struct compressor *z;            /* owned; NULL: not compressed */
 
     uint64_t cursor;       /* replaying: next seq to consider */
     uint64_t sent_seq;     /* seq of the last id the client has */

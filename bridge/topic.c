@@ -26,13 +26,13 @@
  * owner (remove prunes empty nodes up to the root).
  */
 #include "bridge/topic.h"
+#include "bridge/hashtab.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MQTT_MAX_PATTERN 65535
-#define HASH_MIN_BUCKETS 16
 
 /* ------------------------------------------------------------------ */
 /* Matching                                                            */
@@ -466,120 +466,22 @@ static void owner_list_report(const struct owner_list *l, topic_index_cb cb,
 }
 
 /* ------------------------------------------------------------------ */
-/* Hash table                                                          */
-/* ------------------------------------------------------------------ */
-
-/*
- * A minimal chained hash table with power-of-two growth and FNV-1a. It is
- * hand-written because none of our dependencies offers a public one
- * (libevent's ht-internal.h is private; jansson's hashtable is internal).
- * Entries are embedded as the first member of what they index, so the
- * table allocates only its bucket array; a failed growth just leaves the
- * chains longer.
- */
-struct hash_entry {
-    struct hash_entry *next;
-    uint64_t hash;
-    uintptr_t ns; /* namespace: a source index or a parent trie node */
-    char *key;    /* owned by the containing struct */
-    size_t keylen;
-};
-
-struct hash_table {
-    struct hash_entry **buckets;
-    size_t nbuckets; /* 0 or a power of two */
-    size_t count;
-};
-
-static uint64_t hash_key(uintptr_t ns, const char *key, size_t len)
-{
-    uint64_t h = 14695981039346656037ULL;
-    for (size_t i = 0; i < sizeof(ns); i++) {
-        h ^= (uint64_t)((ns >> (8 * i)) & 0xff);
-        h *= 1099511628211ULL;
-    }
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
-static struct hash_entry *hash_find(const struct hash_table *t, uintptr_t ns,
-                                    const char *key, size_t len)
-{
-    if (t->nbuckets == 0)
-        return NULL;
-    uint64_t h = hash_key(ns, key, len);
-    struct hash_entry *e = t->buckets[h & (t->nbuckets - 1)];
-    for (; e != NULL; e = e->next) {
-        if (e->hash == h && e->ns == ns && e->keylen == len &&
-            memcmp(e->key, key, len) == 0)
-            return e;
-    }
-    return NULL;
-}
-
-static void hash_grow(struct hash_table *t)
-{
-    size_t n = t->nbuckets ? t->nbuckets * 2 : HASH_MIN_BUCKETS;
-    struct hash_entry **buckets = calloc(n, sizeof(*buckets));
-    if (buckets == NULL)
-        return;
-    for (size_t i = 0; i < t->nbuckets; i++) {
-        struct hash_entry *e = t->buckets[i];
-        while (e != NULL) {
-            struct hash_entry *next = e->next;
-            e->next = buckets[e->hash & (n - 1)];
-            buckets[e->hash & (n - 1)] = e;
-            e = next;
-        }
-    }
-    free(t->buckets);
-    t->buckets = buckets;
-    t->nbuckets = n;
-}
-
-/* Links e (ns, key and keylen set; not yet in t). -1 only when the table
- * has no buckets and none can be allocated. */
-static int hash_insert(struct hash_table *t, struct hash_entry *e)
-{
-    if (t->count >= t->nbuckets)
-        hash_grow(t);
-    if (t->nbuckets == 0)
-        return -1;
-    e->hash = hash_key(e->ns, e->key, e->keylen);
-    struct hash_entry **head = &t->buckets[e->hash & (t->nbuckets - 1)];
-    e->next = *head;
-    *head = e;
-    t->count++;
-    return 0;
-}
-
-static void hash_remove(struct hash_table *t, struct hash_entry *e)
-{
-    struct hash_entry **link = &t->buckets[e->hash & (t->nbuckets - 1)];
-    while (*link != e)
-        link = &(*link)->next;
-    *link = e->next;
-    t->count--;
-}
-
-/* ------------------------------------------------------------------ */
 /* The index                                                           */
 /* ------------------------------------------------------------------ */
 
 /* A literal pattern and its owners; in idx->literals under (source,
  * pattern). */
 struct literal_entry {
-    struct hash_entry he; /* first member: the entry is the struct */
+    struct hashtab_entry he; /* first member: the entry is the struct */
+    char *pattern;           /* owned; he.key */
     struct owner_list owners;
 };
 
 /* A node of an MQTT trie. Non-root nodes are in idx->edges under (parent,
  * level); the "+" child is there too (under "+") and in `plus`. */
 struct trie_node {
-    struct hash_entry he; /* first member; key: this node's level */
+    struct hashtab_entry he; /* first member; he.key is `level` */
+    char *level;             /* owned; NULL at the root */
     struct trie_node *parent;
     struct trie_node *plus;
     size_t nchildren;        /* entries in idx->edges below this node */
@@ -604,8 +506,8 @@ struct index_source {
 };
 
 struct topic_index {
-    struct hash_table literals;
-    struct hash_table edges;
+    struct hashtab literals;
+    struct hashtab edges;
     struct index_source *sources; /* few: searched linearly */
     size_t nsources;
 };
@@ -615,40 +517,50 @@ struct topic_index *topic_index_new(void)
     return calloc(1, sizeof(struct topic_index));
 }
 
-static void free_hash_entries(struct hash_table *t, bool trie)
+static void trie_node_free(struct trie_node *n)
+{
+    free(n->exact.items);
+    free(n->rest.items);
+    free(n->level);
+    free(n);
+}
+
+static void literal_entry_free(struct literal_entry *e)
+{
+    free(e->owners.items);
+    free(e->pattern);
+    free(e);
+}
+
+/* Frees every entry of t (trie nodes or literal entries) and its buckets.
+ * Walking the buckets is the one place that looks inside struct hashtab:
+ * hashtab.h has no iterator. */
+static void free_table_entries(struct hashtab *t, bool trie)
 {
     for (size_t i = 0; i < t->nbuckets; i++) {
-        struct hash_entry *e = t->buckets[i];
+        struct hashtab_entry *e = t->buckets[i];
         while (e != NULL) {
-            struct hash_entry *next = e->next;
-            if (trie) {
-                struct trie_node *n = (struct trie_node *)e;
-                free(n->exact.items);
-                free(n->rest.items);
-            } else {
-                free(((struct literal_entry *)e)->owners.items);
-            }
-            free(e->key);
-            free(e);
+            struct hashtab_entry *next = e->next;
+            if (trie)
+                trie_node_free((struct trie_node *)e);
+            else
+                literal_entry_free((struct literal_entry *)e);
             e = next;
         }
     }
-    free(t->buckets);
+    hashtab_release(t);
 }
 
 void topic_index_free(struct topic_index *idx)
 {
     if (idx == NULL)
         return;
-    free_hash_entries(&idx->literals, false);
-    free_hash_entries(&idx->edges, true);
+    free_table_entries(&idx->literals, false);
+    free_table_entries(&idx->edges, true);
     for (size_t i = 0; i < idx->nsources; i++) {
         struct index_source *s = &idx->sources[i];
-        if (s->root != NULL) {
-            free(s->root->exact.items);
-            free(s->root->rest.items);
-            free(s->root);
-        }
+        if (s->root != NULL)
+            trie_node_free(s->root);
         for (size_t j = 0; j < s->nglobs; j++) {
             free(s->globs[j].pattern);
             free(s->globs[j].owners.items);
@@ -691,41 +603,38 @@ static int literal_add(struct topic_index *idx, uint32_t source,
                        const char *pattern, void *owner)
 {
     size_t len = strlen(pattern);
-    struct hash_entry *he = hash_find(&idx->literals, source, pattern, len);
+    struct hashtab_entry *he = hashtab_find(&idx->literals, source, pattern, len);
     if (he != NULL)
         return owner_list_add(&((struct literal_entry *)he)->owners, owner);
 
     struct literal_entry *e = calloc(1, sizeof(*e));
     if (e == NULL)
         return -1;
+    e->pattern = strdup(pattern);
     e->he.ns = source;
+    e->he.key = e->pattern;
     e->he.keylen = len;
-    e->he.key = strdup(pattern);
-    if (e->he.key == NULL || owner_list_add(&e->owners, owner) != 0 ||
-        hash_insert(&idx->literals, &e->he) != 0)
-        goto fail;
+    if (e->pattern == NULL || owner_list_add(&e->owners, owner) != 0 ||
+        hashtab_insert(&idx->literals, &e->he) != 0) {
+        literal_entry_free(e);
+        return -1;
+    }
     return 0;
-fail:
-    free(e->owners.items);
-    free(e->he.key);
-    free(e);
-    return -1;
 }
 
 static void literal_remove(struct topic_index *idx, uint32_t source,
                            const char *pattern, void *owner)
 {
-    struct hash_entry *he =
-        hash_find(&idx->literals, source, pattern, strlen(pattern));
+    struct hashtab_entry *he =
+        hashtab_find(&idx->literals, source, pattern, strlen(pattern));
     if (he == NULL)
         return;
     struct literal_entry *e = (struct literal_entry *)he;
     owner_list_remove(&e->owners, owner);
     if (e->owners.count > 0)
         return;
-    hash_remove(&idx->literals, he);
-    free(e->he.key);
-    free(e);
+    hashtab_remove(&idx->literals, he);
+    literal_entry_free(e);
 }
 
 /* -- globs -- */
@@ -780,16 +689,16 @@ static void glob_remove(struct index_source *s, const char *pattern,
 
 /* -- the MQTT trie -- */
 
-static struct trie_node *trie_child(const struct hash_table *edges,
+static struct trie_node *trie_child(const struct hashtab *edges,
                                     const struct trie_node *parent,
                                     const char *level, size_t len)
 {
-    struct hash_entry *he = hash_find(edges, (uintptr_t)parent, level, len);
+    struct hashtab_entry *he = hashtab_find(edges, (uintptr_t)parent, level, len);
     return (struct trie_node *)he;
 }
 
 /* Returns the child of parent for level, creating it; NULL on ENOMEM. */
-static struct trie_node *trie_child_get(struct hash_table *edges,
+static struct trie_node *trie_child_get(struct hashtab *edges,
                                         struct trie_node *parent,
                                         const char *level, size_t len)
 {
@@ -799,12 +708,12 @@ static struct trie_node *trie_child_get(struct hash_table *edges,
     n = calloc(1, sizeof(*n));
     if (n == NULL)
         return NULL;
+    n->level = strndup(level, len);
     n->he.ns = (uintptr_t)parent;
+    n->he.key = n->level;
     n->he.keylen = len;
-    n->he.key = strndup(level, len);
-    if (n->he.key == NULL || hash_insert(edges, &n->he) != 0) {
-        free(n->he.key);
-        free(n);
+    if (n->level == NULL || hashtab_insert(edges, &n->he) != 0) {
+        trie_node_free(n);
         return NULL;
     }
     n->parent = parent;
@@ -820,23 +729,22 @@ static bool trie_node_empty(const struct trie_node *n)
 }
 
 /* Frees n and its ancestors while they are empty (never the root). */
-static void trie_prune(struct hash_table *edges, struct trie_node *n)
+static void trie_prune(struct hashtab *edges, struct trie_node *n)
 {
     while (n->parent != NULL && trie_node_empty(n)) {
         struct trie_node *parent = n->parent;
-        hash_remove(edges, &n->he);
+        hashtab_remove(edges, &n->he);
         parent->nchildren--;
         if (parent->plus == n)
             parent->plus = NULL;
-        free(n->he.key);
-        free(n);
+        trie_node_free(n);
         n = parent;
     }
 }
 
 /* Walks (creating when create) to the node of filter's levels before a
  * final "#"; *hash tells whether the filter ends with "#". */
-static struct trie_node *trie_walk(struct hash_table *edges,
+static struct trie_node *trie_walk(struct hashtab *edges,
                                    struct trie_node *root, const char *filter,
                                    bool create, bool *hash)
 {
@@ -924,7 +832,7 @@ enum walk_step {
  * recomputed with level_prev on the way up. Wildcards at the root do not
  * match a topic starting with '$'.
  */
-static void trie_match(const struct hash_table *edges,
+static void trie_match(const struct hashtab *edges,
                        const struct trie_node *root, const char *topic,
                        size_t len, topic_index_cb cb, void *arg)
 {
@@ -970,6 +878,9 @@ static void trie_match(const struct hash_table *edges,
     }
 }
 
+/* Copies pattern into the part of the index its type and shape call for.
+ * -1 for a pattern topic_validate refuses, or on ENOMEM (the index is then
+ * unchanged). */
 int topic_index_add(struct topic_index *idx, uint32_t source,
                     enum source_type type, const char *pattern, void *owner)
 {
@@ -985,6 +896,8 @@ int topic_index_add(struct topic_index *idx, uint32_t source,
     return glob_add(s, pattern, owner);
 }
 
+/* Drops one reference of (pattern, owner); unknown pairs are ignored.
+ * Frees the entry, and empty trie nodes, when its last owner goes. */
 void topic_index_remove(struct topic_index *idx, uint32_t source,
                         enum source_type type, const char *pattern,
                         void *owner)
@@ -1004,12 +917,14 @@ void topic_index_remove(struct topic_index *idx, uint32_t source,
         glob_remove(s, pattern, owner);
 }
 
-/* Hot path: one hash lookup, the trie walk, the glob scan. */
+/* Hot path: one hash lookup, then the trie walk (MQTT) or the glob scan
+ * (Redis). Literals are keyed by (source, pattern): a source has one
+ * type, so `type` only selects which other part to consult. */
 void topic_index_match(const struct topic_index *idx, uint32_t source,
                        enum source_type type, const char *topic, size_t len,
                        topic_index_cb cb, void *arg)
 {
-    struct hash_entry *he = hash_find(&idx->literals, source, topic, len);
+    struct hashtab_entry *he = hashtab_find(&idx->literals, source, topic, len);
     if (he != NULL)
         owner_list_report(&((struct literal_entry *)he)->owners, cb, arg);
     if (type == SOURCE_REDIS_STREAM)

@@ -100,6 +100,12 @@ static bool scheme_ok(const char *s, size_t len)
 
 /* ---- listen ------------------------------------------------------------ */
 
+/*
+ * The *_read functions named in the tables below follow the contract of
+ * struct config_field.parse: read `value` (the node of `key`) into base,
+ * the struct of the table's section; report every problem; return 0, or
+ * -1 when the value itself was unusable.
+ */
 static int listen_read(struct config_reader *rd, const char *key,
                        yaml_node_t *value, void *base)
 {
@@ -694,26 +700,28 @@ static bool cookie_name_ok(const char *name)
     return strspn(name, chars) == strlen(name);
 }
 
+static const struct config_hit *auth_hit(const struct config_hit *hits,
+                                         const char *key)
+{
+    return config_hit_find(auth_fields, ARRAY_LEN(auth_fields), hits, key);
+}
+
 static int auth_read(struct config_reader *rd, const char *key,
                      yaml_node_t *value, void *base)
 {
     struct config *cfg = base;
     struct config_hit hits[ARRAY_LEN(auth_fields)];
-    const struct config_hit *cookie;
 
     if (config_node_expect(rd, key, value, YAML_MAPPING_NODE) != 0)
         return -1;
     cfg->auth.present = true;
     config_read_section(rd, value, "in auth", auth_fields,
                         ARRAY_LEN(auth_fields), &cfg->auth, hits);
-    cookie =
-        config_hit_find(auth_fields, ARRAY_LEN(auth_fields), hits, "cookie");
     if (cfg->auth.cookie && !cookie_name_ok(cfg->auth.cookie))
-        config_reader_error(rd, config_node_pos(cookie->value),
+        config_reader_error(rd,
+                            config_node_pos(auth_hit(hits, "cookie")->value),
                             "cookie: not a valid cookie name");
-    if (!config_hit_find(auth_fields, ARRAY_LEN(auth_fields), hits, "tokens")
-             ->key &&
-        !config_hit_find(auth_fields, ARRAY_LEN(auth_fields), hits, "jwt")->key)
+    if (!auth_hit(hits, "tokens")->key && !auth_hit(hits, "jwt")->key)
         config_reader_error(rd, config_node_pos(value),
                             "auth: needs tokens or jwt (else no private "
                             "route could be opened)");

@@ -65,6 +65,8 @@ static size_t expand_reference(const char *ref, size_t len, FILE *f, char *err,
 {
     const char *body = ref + 2;
     const char *close = memchr(body, '}', len - 2);
+    const char *after;      /* the name's end: '}' or ":-default}" */
+    const char *def = NULL; /* the default, ending at close */
     char name[EXPAND_NAME_MAX + 1];
     const char *value;
     size_t namelen = 0;
@@ -75,10 +77,11 @@ static size_t expand_reference(const char *ref, size_t len, FILE *f, char *err,
     }
     while (body + namelen < close && is_name_char(body[namelen]))
         namelen++;
-    if (namelen == 0 || is_digit(body[0]) ||
-        (body + namelen < close &&
-         (close - (body + namelen) < 2 || body[namelen] != ':' ||
-          body[namelen + 1] != '-'))) {
+    after = body + namelen;
+    if (after < close && close - after >= 2 && after[0] == ':' &&
+        after[1] == '-')
+        def = after + 2;
+    if (namelen == 0 || is_digit(body[0]) || (after < close && !def)) {
         snprintf(err, errlen,
                  "malformed variable reference: expected ${NAME} or "
                  "${NAME:-default}");
@@ -92,8 +95,7 @@ static size_t expand_reference(const char *ref, size_t len, FILE *f, char *err,
     memcpy(name, body, namelen);
     name[namelen] = '\0';
     value = getenv(name);
-    if (body + namelen < close && (!value || !*value)) {
-        const char *def = body + namelen + 2;
+    if (def && (!value || !*value)) {
         fwrite(def, 1, (size_t)(close - def), f);
     } else if (!value) {
         snprintf(err, errlen,

@@ -48,7 +48,9 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
-  if [ "${KEEP_STATE:-0}" = 1 ] || [ "$status" -ne 0 ]; then
+  # Ctrl-C (130) and SIGTERM (143) are the normal way out.
+  if [ "${KEEP_STATE:-0}" = 1 ] || { [ "$status" -ne 0 ] && [ "$status" -ne 130 ] &&
+    [ "$status" -ne 143 ]; }; then
     echo "run.sh: logs kept in $state" >&2
   else
     rm -rf "$state"

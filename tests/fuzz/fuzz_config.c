@@ -52,8 +52,8 @@ static void check_errors(const char *errors)
 
         if (!end || strncmp(line, FUZZ_NAME ":", strlen(FUZZ_NAME ":")) != 0)
             abort();
-        if (sscanf(line + strlen(FUZZ_NAME ":"), "%d:%d: %n", &l, &c,
-                   &used) != 2 ||
+        if (sscanf(line + strlen(FUZZ_NAME ":"), "%d:%d: %n", &l, &c, &used) !=
+                2 ||
             used == 0 || l < 0 || c < 0)
             abort();
         if (line + strlen(FUZZ_NAME ":") + used >= end)

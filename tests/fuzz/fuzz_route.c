@@ -13,7 +13,8 @@
  * disagreements (abort) are findings.
  *
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -I. \
- *        bridge/topic.c bridge/route.c tests/fuzz/fuzz_route.c
+ *        bridge/topic.c bridge/hashtab.c bridge/route.c \
+ *        tests/fuzz/fuzz_route.c
  * Corpus: tests/fuzz/corpus/route/.
  */
 #include <stdint.h>

@@ -146,7 +146,9 @@ describe('resume by id', () => {
 async function expectReset(c, reason, lastId) {
     const reset = await c.waitForFrame((f) => f.event === 'reset', 'event: reset');
     assert.equal(contentFrames(c)[0], reset, `reset comes first: ${c.describe()}`);
-    assert.deepEqual(JSON.parse(reset.data), { reason, last_id: lastId });
+    let data;
+    assert.doesNotThrow(() => { data = JSON.parse(reset.data); }, `reset data is JSON: ${JSON.stringify(reset.data)}`);
+    assert.deepEqual(data, { reason, last_id: lastId });
     return reset;
 }
 

@@ -6,11 +6,14 @@
  * documents), secrets that must never appear in a message, the embedded
  * default and loading from a file.
  */
+/* cmocka needs these first, in this order. */
+/* clang-format off */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+/* clang-format on */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,10 +25,10 @@
 
 /* A valid source and route: four lines, so that text appended to BASE
  * starts at line 5. */
-#define BASE                                                                \
-    "sources:\n"                                                            \
-    "  - {name: s, type: redis, url: \"redis://127.0.0.1:6379\"}\n"         \
-    "routes:\n"                                                             \
+#define BASE                                                                   \
+    "sources:\n"                                                               \
+    "  - {name: s, type: redis, url: \"redis://127.0.0.1:6379\"}\n"            \
+    "routes:\n"                                                                \
     "  - {path: /a, topics: [\"s:a\"]}\n"
 
 static struct config *parse(const char *yaml, char **errors)
@@ -78,46 +81,46 @@ static size_t count_lines(const char *s)
 /* ---- a full config ---------------------------------------------------- */
 
 static const char full_yaml[] =
-    "listen: 0.0.0.0:9090\n"                                    /* 1 */
-    "sources:\n"                                                /* 2 */
-    "  - name: plant\n"                                         /* 3 */
-    "    type: mqtt\n"                                          /* 4 */
-    "    url: mqtts://user:pass@broker:8883\n"                  /* 5 */
-    "    subscribe: [\"factory/#\", \"other/+\"]\n"             /* 6 */
-    "    qos: 1\n"                                              /* 7 */
-    "    client_id: sluice-plant\n"                             /* 8 */
-    "    clean_session: false\n"                                /* 9 */
-    "    protocol: 5\n"                                         /* 10 */
-    "    keepalive: 1m\n"                                       /* 11 */
-    "    ca_file: /etc/ca.pem\n"                                /* 12 */
-    "    cert_file: /etc/cert.pem\n"                            /* 13 */
-    "    key_file: /etc/key.pem\n"                              /* 14 */
-    "  - name: cache\n"                                         /* 15 */
-    "    type: redis\n"                                         /* 16 */
-    "    url: redis://:secret@127.0.0.1:6379/0\n"               /* 17 */
-    "    channels: [\"orders\"]\n"                              /* 18 */
-    "    patterns: [\"alerts:*\"]\n"                            /* 19 */
-    "  - name: audit\n"                                         /* 20 */
-    "    type: redis-stream\n"                                  /* 21 */
-    "    url: rediss://127.0.0.1:6380\n"                        /* 22 */
-    "    streams: [\"audit\"]\n"                                /* 23 */
-    "routes:\n"                                                 /* 24 */
-    "  - path: /sites/{site}/temperature\n"                     /* 25 */
-    "    topics:\n"                                             /* 26 */
-    "      - plant:factory/{site}/+/temperature\n"              /* 27 */
-    "    format: raw\n"                                         /* 28 */
-    "    event: topic\n"                                        /* 29 */
-    "    snapshot: true\n"                                      /* 30 */
-    "    public: false\n"                                       /* 31 */
-    "    enabled: false\n"                                      /* 32 */
-    "  - path: /orders/{region}\n"                              /* 33 */
+    "listen: 0.0.0.0:9090\n"                                     /* 1 */
+    "sources:\n"                                                 /* 2 */
+    "  - name: plant\n"                                          /* 3 */
+    "    type: mqtt\n"                                           /* 4 */
+    "    url: mqtts://user:pass@broker:8883\n"                   /* 5 */
+    "    subscribe: [\"factory/#\", \"other/+\"]\n"              /* 6 */
+    "    qos: 1\n"                                               /* 7 */
+    "    client_id: sluice-plant\n"                              /* 8 */
+    "    clean_session: false\n"                                 /* 9 */
+    "    protocol: 5\n"                                          /* 10 */
+    "    keepalive: 1m\n"                                        /* 11 */
+    "    ca_file: /etc/ca.pem\n"                                 /* 12 */
+    "    cert_file: /etc/cert.pem\n"                             /* 13 */
+    "    key_file: /etc/key.pem\n"                               /* 14 */
+    "  - name: cache\n"                                          /* 15 */
+    "    type: redis\n"                                          /* 16 */
+    "    url: redis://:secret@127.0.0.1:6379/0\n"                /* 17 */
+    "    channels: [\"orders\"]\n"                               /* 18 */
+    "    patterns: [\"alerts:*\"]\n"                             /* 19 */
+    "  - name: audit\n"                                          /* 20 */
+    "    type: redis-stream\n"                                   /* 21 */
+    "    url: rediss://127.0.0.1:6380\n"                         /* 22 */
+    "    streams: [\"audit\"]\n"                                 /* 23 */
+    "routes:\n"                                                  /* 24 */
+    "  - path: /sites/{site}/temperature\n"                      /* 25 */
+    "    topics:\n"                                              /* 26 */
+    "      - plant:factory/{site}/+/temperature\n"               /* 27 */
+    "    format: raw\n"                                          /* 28 */
+    "    event: topic\n"                                         /* 29 */
+    "    snapshot: true\n"                                       /* 30 */
+    "    public: false\n"                                        /* 31 */
+    "    enabled: false\n"                                       /* 32 */
+    "  - path: /orders/{region}\n"                               /* 33 */
     "    topics: [\"cache:orders:{region}\", \"audit:audit\"]\n" /* 34 */
-    "    event: order.update\n"                                 /* 35 */
-    "    public: yes\n"                                         /* 36 */
-    "  - path: /n\n"                                            /* 37 */
-    "    topics: [cache:n]\n"                                   /* 38 */
-    "    event: none\n"                                         /* 39 */
-    "history:\n"                                                /* 40 */
+    "    event: order.update\n"                                  /* 35 */
+    "    public: yes\n"                                          /* 36 */
+    "  - path: /n\n"                                             /* 37 */
+    "    topics: [cache:n]\n"                                    /* 38 */
+    "    event: none\n"                                          /* 39 */
+    "history:\n"                                                 /* 40 */
     "  max_events: 5000\n"
     "  max_bytes: 32MiB\n"
     "  max_age: 30m\n"
@@ -460,7 +463,8 @@ static void check_expand(const char *in, const char *want)
 
 static void test_expand_direct(void **state)
 {
-    char err[64];
+    char name[200];
+    char err[128];
     char *out;
 
     (void)state;
@@ -478,6 +482,13 @@ static void test_expand_direct(void **state)
     assert_null(expand("${"));
     assert_null(expand("${SLUICE_TEST_NOPE}"));
     assert_null(expand("${SLUICE_TEST_A:}"));
+    /* Names are capped at 128 characters. */
+    memset(name, 'A', sizeof(name));
+    memcpy(name, "${", 2);
+    name[sizeof(name) - 2] = '}';
+    name[sizeof(name) - 1] = '\0';
+    assert_null(config_scalar_expand(name, strlen(name), err, sizeof(err)));
+    assert_string_equal(err, "variable name longer than 128 characters");
     /* Only len bytes are read. */
     out = config_scalar_expand("ab${SLUICE_TEST_A}", 2, err, sizeof(err));
     assert_string_equal(out, "ab");
@@ -521,8 +532,8 @@ static void test_durations(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int64_t ms = -1;
-        enum config_scalar_result rc = config_scalar_duration(cases[i].text,
-                                                              &ms);
+        enum config_scalar_result rc =
+            config_scalar_duration(cases[i].text, &ms);
         if (rc != cases[i].rc)
             fail_msg("duration '%s': rc %d, want %d", cases[i].text, rc,
                      cases[i].rc);
@@ -585,8 +596,8 @@ static void test_sizes(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         uint64_t bytes = 1;
-        enum config_scalar_result rc = config_scalar_size(cases[i].text,
-                                                          &bytes);
+        enum config_scalar_result rc =
+            config_scalar_size(cases[i].text, &bytes);
         if (rc != cases[i].rc)
             fail_msg("size '%s': rc %d, want %d", cases[i].text, rc,
                      cases[i].rc);
@@ -865,7 +876,8 @@ static void test_route_checks(void **state)
     struct config *cfg;
 
     (void)state;
-    cfg = expect_ok(BASE "  - {path: /b, topics: [s:b], event: \"a:b-c_d.e\"}\n");
+    cfg =
+        expect_ok(BASE "  - {path: /b, topics: [s:b], event: \"a:b-c_d.e\"}\n");
     assert_int_equal(cfg->nroutes, 2);
     assert_int_equal(cfg->routes[1].event, ROUTE_EVENT_FIXED);
     assert_string_equal(cfg->routes[1].event_name, "a:b-c_d.e");
@@ -911,8 +923,9 @@ static void test_auth_checks(void **state)
     struct config *cfg;
 
     (void)state;
-    cfg = expect_ok(BASE "auth:\n"
-                         "  jwt: {algorithm: RS256, public_key_file: /k.pem}\n");
+    cfg =
+        expect_ok(BASE "auth:\n"
+                       "  jwt: {algorithm: RS256, public_key_file: /k.pem}\n");
     assert_int_equal(cfg->auth.jwt.algorithm, JWT_ALG_RS256);
     assert_string_equal(cfg->auth.jwt.public_key_file, "/k.pem");
     assert_int_equal(cfg->auth.jwt.pos.line, 6);

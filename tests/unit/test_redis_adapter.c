@@ -759,6 +759,7 @@ static void test_server_restart(void **state)
 static void test_connection_refused(void **state)
 {
     struct fixture *fx = *state;
+    char expect[64];
 
     url_set(fx, NULL, NULL); /* nothing listens on fx->port */
     source_start(fx);
@@ -767,6 +768,14 @@ static void test_connection_refused(void **state)
     assert_non_null(strstr(fx->src.status, "refused"));
     /* Retries failing the same way do not call the sink again. */
     assert_true(fx->nstates <= 2);
+
+    /* An IPv6 literal: brackets stripped for connecting, kept in the
+     * status (whether or not this host has IPv6, nothing listens). */
+    source_stop(fx);
+    snprintf(fx->url, sizeof(fx->url), "redis://[::1]:%d/1", fx->port);
+    source_start(fx);
+    snprintf(expect, sizeof(expect), "cannot connect to [::1]:%d: ", fx->port);
+    assert_true(wait_status(fx, SOURCE_DOWN, expect, 1000));
 }
 
 /* A socket that listens and never reads: TCP connects, nothing answers. */
