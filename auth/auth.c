@@ -40,39 +40,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-/*
- * libjwt's <jwt.h> declares "enum jwt_alg" with the enumerators
- * JWT_ALG_HS256..., the very names config/config.h gives its own enum, so
- * the two headers cannot meet in one file. libjwt's names are renamed to
- * LIBJWT_* while its header is read, and only here. This block can go
- * once config.h's enum gets names of its own.
- */
-#define jwt_alg libjwt_alg
-#define JWT_ALG_NONE LIBJWT_ALG_NONE
-#define JWT_ALG_HS256 LIBJWT_ALG_HS256
-#define JWT_ALG_HS384 LIBJWT_ALG_HS384
-#define JWT_ALG_HS512 LIBJWT_ALG_HS512
-#define JWT_ALG_RS256 LIBJWT_ALG_RS256
-#define JWT_ALG_RS384 LIBJWT_ALG_RS384
-#define JWT_ALG_RS512 LIBJWT_ALG_RS512
-#define JWT_ALG_ES256 LIBJWT_ALG_ES256
-#define JWT_ALG_ES384 LIBJWT_ALG_ES384
-#define JWT_ALG_ES512 LIBJWT_ALG_ES512
-#define JWT_ALG_TERM LIBJWT_ALG_TERM
 #include <jwt.h>
-#undef jwt_alg
-#undef JWT_ALG_NONE
-#undef JWT_ALG_HS256
-#undef JWT_ALG_HS384
-#undef JWT_ALG_HS512
-#undef JWT_ALG_RS256
-#undef JWT_ALG_RS384
-#undef JWT_ALG_RS512
-#undef JWT_ALG_ES256
-#undef JWT_ALG_ES384
-#undef JWT_ALG_ES512
-#undef JWT_ALG_TERM
-#undef JWT_ALG_INVAL
 
 /* Longest token accepted, in bytes. An RS256 JWT with a few claims is
  * well under 2 KiB; anything longer is refused before it is decoded. */
@@ -97,18 +65,18 @@
 
 /* One JWT algorithm of the config, with libjwt's view of it. */
 struct auth_alg {
-    enum jwt_alg config;
+    enum config_jwt_alg config;
     jwt_alg_t libjwt;
     const char *name; /* the exact header "alg" */
     bool hmac;        /* key is the secret; else a PEM public key file */
 };
 
 static const struct auth_alg auth_algs[] = {
-    {JWT_ALG_HS256, LIBJWT_ALG_HS256, "HS256", true},
-    {JWT_ALG_HS384, LIBJWT_ALG_HS384, "HS384", true},
-    {JWT_ALG_HS512, LIBJWT_ALG_HS512, "HS512", true},
-    {JWT_ALG_RS256, LIBJWT_ALG_RS256, "RS256", false},
-    {JWT_ALG_ES256, LIBJWT_ALG_ES256, "ES256", false},
+    {CONFIG_JWT_HS256, JWT_ALG_HS256, "HS256", true},
+    {CONFIG_JWT_HS384, JWT_ALG_HS384, "HS384", true},
+    {CONFIG_JWT_HS512, JWT_ALG_HS512, "HS512", true},
+    {CONFIG_JWT_RS256, JWT_ALG_RS256, "RS256", false},
+    {CONFIG_JWT_ES256, JWT_ALG_ES256, "ES256", false},
 };
 
 /* A static token, known by the SHA-256 of its text. */
@@ -159,7 +127,7 @@ static void auth_error(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static const struct auth_alg *auth_alg_find(enum jwt_alg alg)
+static const struct auth_alg *auth_alg_find(enum config_jwt_alg alg)
 {
     for (size_t i = 0; i < sizeof(auth_algs) / sizeof(auth_algs[0]); i++) {
         if (auth_algs[i].config == alg)
@@ -263,7 +231,7 @@ static bool auth_key_fits(const struct auth_alg *alg, EVP_PKEY *pkey)
 {
     char group[64];
 
-    if (alg->config == JWT_ALG_RS256) {
+    if (alg->config == CONFIG_JWT_RS256) {
         return EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA &&
                EVP_PKEY_get_bits(pkey) >= AUTH_RSA_MIN_BITS;
     }
@@ -296,7 +264,7 @@ static int auth_public_key_check(const struct auth *a, const char *path,
                    path);
     } else if (!auth_key_fits(a->alg, pkey)) {
         auth_error(err, errlen, "auth.jwt.public_key_file: %s is not %s", path,
-                   a->alg->config == JWT_ALG_RS256
+                   a->alg->config == CONFIG_JWT_RS256
                        ? "an RSA public key of 2048 bits or more"
                        : "an EC P-256 public key");
     } else {

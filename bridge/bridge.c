@@ -1,7 +1,7 @@
 /*
  * bridge.c - owns a running sluice; see bridge.h for the event path.
  *
- * Also home of the sink that adapters call, the 1 s housekeeping tick
+ * Also home of the sink that adapters call, the housekeeping tick
  * (history max_age, heartbeats, token expiry, stream lifetimes), the reap
  * list, signals and the drain on SIGTERM.
  */
@@ -28,7 +28,9 @@
 #include "bridge/stream.h"
 #include "bridge/topic.h"
 
-#define BRIDGE_TICK_MS 1000
+/* Housekeeping period: the precision of heartbeats, token expiry and
+ * max_lifetime. One walk of the stream list, ~1 ms for 20,000 streams. */
+#define BRIDGE_TICK_MS 250
 #define BRIDGE_DRAIN_POLL_MS 50
 
 int64_t bridge_now_ms(void)
@@ -273,7 +275,8 @@ fail:
 static int bridge_start_timers(struct bridge *b)
 {
     static const int signals[3] = {SIGTERM, SIGINT, SIGHUP};
-    struct timeval tick = {BRIDGE_TICK_MS / 1000, 0};
+    struct timeval tick = {BRIDGE_TICK_MS / 1000,
+                           (BRIDGE_TICK_MS % 1000) * 1000};
 
     b->tick_ev = event_new(b->base, -1, EV_PERSIST, bridge_on_tick, b);
     if (b->tick_ev == NULL || event_add(b->tick_ev, &tick) < 0)

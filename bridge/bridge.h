@@ -61,7 +61,7 @@ struct bridge {
     struct evbuffer *scratch;
     struct evbuffer *zscratch;    /* the same, deflated (compressed streams) */
 
-    struct event *tick_ev;        /* 1 s housekeeping */
+    struct event *tick_ev;        /* housekeeping (BRIDGE_TICK_MS) */
     struct event *signal_evs[3];  /* TERM, INT, HUP */
     struct event *drain_ev;       /* shutdown_grace deadline */
     bool draining;

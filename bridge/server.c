@@ -24,6 +24,7 @@
 #include "bridge/feed.h"
 #include "bridge/history.h"
 #include "bridge/log.h"
+#include "bridge/query.h"
 #include "bridge/route.h"
 #include "bridge/stream.h"
 
@@ -31,7 +32,6 @@
 #define SERVER_MAX_BODY_SIZE 4096
 #define SERVER_TIMEOUT_S 10
 #define SERVER_MAX_ID_LEN 128
-#define SERVER_MAX_TOPICS 16
 #define SERVER_ALLOW "GET, HEAD, OPTIONS"
 
 struct server {
@@ -39,149 +39,6 @@ struct server {
     struct evhttp *http;
     struct evhttp_bound_socket *socket;
 };
-
-/* The parameters of a stream request's query string, decoded. */
-struct server_query {
-    char *token;
-    char *last_id;
-    int snapshot; /* -1: route default */
-    struct config_strv topics;
-};
-
-static void server_query_clear(struct server_query *q)
-{
-    free(q->token);
-    free(q->last_id);
-    for (size_t i = 0; i < q->topics.count; i++)
-        free(q->topics.items[i]);
-    free(q->topics.items);
-    memset(q, 0, sizeof(*q));
-}
-
-static int server_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/*
- * Strict application/x-www-form-urlencoded decoding of s[0..len): "+" is
- * a space, "%" needs two hex digits, and a decoded NUL is refused. Hand-
- * written because evhttp's decoder silently keeps malformed escapes, and
- * SPEC 4 wants a 400 for them. Returns a malloc'd string or NULL.
- */
-static char *server_decode(const char *s, size_t len)
-{
-    char *out = malloc(len + 1);
-    size_t n = 0;
-
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < len; i++) {
-        int hi, lo;
-        if (s[i] == '+') {
-            out[n++] = ' ';
-            continue;
-        }
-        if (s[i] != '%') {
-            out[n++] = s[i];
-            continue;
-        }
-        if (i + 2 >= len)
-            goto bad;
-        hi = server_hex(s[i + 1]);
-        lo = server_hex(s[i + 2]);
-        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-            goto bad;
-        out[n++] = (char)(hi * 16 + lo);
-        i += 2;
-    }
-    out[n] = '\0';
-    return out;
-bad:
-    free(out);
-    return NULL;
-}
-
-static int server_query_add_topic(struct server_query *q, char *value)
-{
-    char **items;
-
-    if (q->topics.count >= SERVER_MAX_TOPICS)
-        return -1;
-    items = realloc(q->topics.items, (q->topics.count + 1) * sizeof(*items));
-    if (items == NULL)
-        return -1;
-    q->topics.items = items;
-    q->topics.items[q->topics.count++] = value;
-    return 0;
-}
-
-/* Stores one decoded key=value; takes value. -1 with why on refusal. */
-static int server_query_set(struct server_query *q, const char *key,
-                            char *value, const char **why)
-{
-    if (strcmp(key, "token") == 0) {
-        free(q->token);
-        q->token = value;
-    } else if (strcmp(key, "lastEventId") == 0) {
-        free(q->last_id);
-        q->last_id = value;
-    } else if (strcmp(key, "snapshot") == 0) {
-        q->snapshot = strcmp(value, "1") == 0 ? 1
-                      : strcmp(value, "0") == 0 ? 0 : -2;
-        free(value);
-        if (q->snapshot == -2) {
-            *why = "snapshot must be 0 or 1";
-            return -1;
-        }
-    } else if (strcmp(key, "topic") == 0) {
-        if (value[0] == '\0' || server_query_add_topic(q, value) < 0) {
-            free(value);
-            *why = "bad topic parameter";
-            return -1;
-        }
-    } else {
-        free(value); /* unknown parameters (cache busters) are ignored */
-    }
-    return 0;
-}
-
-/* Parses the raw query (may be NULL). 0, or -1 with why. */
-static int server_query_parse(const char *raw, struct server_query *q,
-                              const char **why)
-{
-    memset(q, 0, sizeof(*q));
-    q->snapshot = -1;
-    *why = "malformed query string";
-    for (const char *p = raw; p != NULL && *p != '\0';) {
-        const char *end = strchr(p, '&');
-        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-        const char *eq = memchr(p, '=', len);
-        size_t klen = eq != NULL ? (size_t)(eq - p) : len;
-        char *key = server_decode(p, klen);
-        char *value = eq != NULL ? server_decode(eq + 1, len - klen - 1)
-                                 : strdup("");
-        int rc;
-
-        if (key == NULL || value == NULL) {
-            free(key);
-            free(value);
-            return -1;
-        }
-        rc = server_query_set(q, key, value, why);
-        free(key);
-        if (rc < 0)
-            return -1;
-        p = end != NULL ? end + 1 : NULL;
-    }
-    return 0;
-}
 
 /* One short line of text; never echoes client input that could hold a
  * token. */
@@ -346,34 +203,118 @@ static void server_reply_head(struct evhttp_request *req)
     evhttp_send_reply(req, 200, "OK", NULL);
 }
 
-/* Checks the token for a non-public route. Returns true when the request
- * may go on; otherwise it has been answered. */
-static bool server_authorize(struct server *srv, struct evhttp_request *req,
-                             const char *path, const char *query_token,
-                             int64_t *expires_ms)
+/* Why a stream request was refused: an HTTP status and one line. */
+struct server_refusal {
+    int status;
+    const char *reason;
+    char text[128];
+};
+
+static int server_refuse(struct server_refusal *r, int status,
+                         const char *reason, const char *text)
+{
+    r->status = status;
+    r->reason = reason;
+    snprintf(r->text, sizeof(r->text), "%s", text);
+    return -1;
+}
+
+/* What a stream request resolves to; see server_resolve. */
+struct server_target {
+    const struct route *route;
+    struct topic_filter filter; /* owned */
+    struct stream_query query;  /* owned */
+    int64_t expires_ms;
+};
+
+static void server_target_clear(struct server_target *t)
+{
+    topic_filter_clear(&t->filter);
+    query_clear(&t->query);
+}
+
+/* Checks the token for a non-public route. */
+static int server_authorize(struct server *srv, struct evhttp_request *req,
+                            const char *path, struct server_target *t,
+                            struct server_refusal *r)
 {
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     struct auth_request areq = {
         .path = path,
         .authorization = evhttp_find_header(in, "Authorization"),
-        .query_token = query_token,
+        .query_token = t->query.token,
         .cookie_header = evhttp_find_header(in, "Cookie"),
     };
     char who[128];
-    enum auth_result r = auth_check(srv->bridge->auth, &areq,
-                                    bridge_now_ms(), expires_ms, who,
-                                    sizeof(who));
+    enum auth_result res;
 
-    if (r == AUTH_OK)
-        return true;
-    if (r == AUTH_FORBIDDEN) {
-        server_reply_text(req, 403, "Forbidden", auth_result_text(r));
-        return false;
+    res = auth_check(srv->bridge->auth, &areq, bridge_now_ms(),
+                     &t->expires_ms, who, sizeof(who));
+    if (res == AUTH_OK)
+        return 0;
+    if (res == AUTH_FORBIDDEN)
+        return server_refuse(r, 403, "Forbidden", auth_result_text(res));
+    return server_refuse(r, 401, "Unauthorized", auth_result_text(res));
+}
+
+/*
+ * Resolves a GET/HEAD on a route path against the current routes and
+ * auth: route, query, token, topic filter. Used for new requests and, after
+ * SIGHUP, to re-check every open stream. Returns 0 with *t filled (clear
+ * it with server_target_clear either way), or -1 with *r filled. Auth
+ * globs see the raw path: allow lists only grant, so an escaped character
+ * can only fail to match.
+ */
+static int server_resolve(struct server *srv, struct evhttp_request *req,
+                          struct server_target *t, struct server_refusal *r)
+{
+    struct bridge *b = srv->bridge;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = evhttp_uri_get_path(uri);
+    struct route_params params = {0};
+    enum route_lookup found;
+    const char *why;
+    char err[128];
+    int rc = -1;
+
+    memset(t, 0, sizeof(*t));
+    found = route_table_match(b->routes, path, &t->route, &params);
+    if (found == ROUTE_NOT_FOUND)
+        return server_refuse(r, 404, "Not Found", "not found");
+    if (found == ROUTE_BAD_PATH)
+        return server_refuse(r, 400, "Bad Request", "bad path");
+    if (!route_config_of(t->route)->enabled)
+        server_refuse(r, 204, "No Content", "");
+    else if (query_parse(evhttp_uri_get_query(uri), &t->query, &why) < 0)
+        server_refuse(r, 400, "Bad Request", why);
+    else if (auth_enabled(b->auth) && !route_config_of(t->route)->is_public &&
+             server_authorize(srv, req, path, t, r) < 0)
+        ; /* refused */
+    else if (route_resolve(b->routes, t->route, &params, &t->filter, err,
+                           sizeof(err)) < 0)
+        server_refuse(r, 400, "Bad Request", err);
+    else
+        rc = 0;
+    route_params_clear(&params);
+    if (rc == 0) {
+        /* ?topic= narrows the route; the filter now owns the list. */
+        t->filter.narrow = t->query.topics;
+        memset(&t->query.topics, 0, sizeof(t->query.topics));
     }
-    evhttp_add_header(evhttp_request_get_output_headers(req),
-                      "WWW-Authenticate", "Bearer");
-    server_reply_text(req, 401, "Unauthorized", auth_result_text(r));
-    return false;
+    return rc;
+}
+
+static void server_reply_refusal(struct evhttp_request *req,
+                                 const struct server_refusal *r)
+{
+    if (r->status == 204) {
+        evhttp_send_reply(req, 204, "No Content", NULL);
+        return;
+    }
+    if (r->status == 401)
+        evhttp_add_header(evhttp_request_get_output_headers(req),
+                          "WWW-Authenticate", "Bearer");
+    server_reply_text(req, r->status, r->reason, r->text);
 }
 
 /* Decides how the stream starts from the client's last id, if any. */
@@ -397,48 +338,29 @@ static void server_resume_start(struct bridge *b, const char *last_id,
     start->last_id = last_id;
 }
 
-/*
- * A GET or HEAD on an enabled route. Auth globs see the raw path: allow
- * lists only grant, so an escaped character can only fail to match.
- */
+/* A GET or HEAD on a route path. */
 static void server_handle_stream(struct server *srv,
-                                 struct evhttp_request *req,
-                                 const char *path, const char *query,
-                                 const struct route *route,
-                                 struct route_params *params)
+                                 struct evhttp_request *req)
 {
     struct bridge *b = srv->bridge;
-    const struct route_config *rc = route_config_of(route);
-    struct server_query q;
-    struct topic_filter filter = {0};
+    struct server_target t;
+    struct server_refusal refusal;
     struct stream_start start = {0};
-    const char *why;
-    char err[128];
     const char *last_id;
     struct feed *feed;
 
-    if (server_query_parse(query, &q, &why) < 0) {
-        server_reply_text(req, 400, "Bad Request", why);
+    if (server_resolve(srv, req, &t, &refusal) < 0) {
+        server_reply_refusal(req, &refusal);
         goto out;
     }
-    if (auth_enabled(b->auth) && !rc->is_public &&
-        !server_authorize(srv, req, path, q.token, &start.expires_ms))
-        goto out;
     last_id = evhttp_find_header(evhttp_request_get_input_headers(req),
                                  "Last-Event-ID");
     if (last_id == NULL)
-        last_id = q.last_id;
+        last_id = t.query.last_id; /* the header wins */
     if (last_id != NULL && strlen(last_id) > SERVER_MAX_ID_LEN) {
         server_reply_text(req, 400, "Bad Request", "last event id too long");
         goto out;
     }
-    if (route_resolve(b->routes, route, params, &filter, err,
-                      sizeof(err)) < 0) {
-        server_reply_text(req, 400, "Bad Request", err);
-        goto out;
-    }
-    filter.narrow = q.topics;
-    memset(&q.topics, 0, sizeof(q.topics));
     if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
         server_reply_head(req);
         goto out;
@@ -448,16 +370,37 @@ static void server_handle_stream(struct server *srv,
         goto out;
     }
     server_resume_start(b, last_id, &start);
-    start.snapshot = q.snapshot >= 0 ? q.snapshot == 1 : rc->snapshot;
-    feed = feed_acquire(b, route, &filter);
+    start.snapshot = t.query.snapshot >= 0 ? t.query.snapshot == 1
+                                           : route_config_of(t.route)->snapshot;
+    start.expires_ms = t.expires_ms;
+    feed = feed_acquire(b, t.route, &t.filter);
     if (feed == NULL) {
         server_reply_text(req, 503, "Service Unavailable", "out of memory");
         goto out;
     }
     stream_open(b, req, feed, &start);
 out:
-    topic_filter_clear(&filter);
-    server_query_clear(&q);
+    server_target_clear(&t);
+}
+
+int server_rehome(struct server *srv, struct stream *s)
+{
+    struct server_target t;
+    struct server_refusal refusal;
+    struct feed *feed;
+    int rc = -1;
+
+    if (server_resolve(srv, s->req, &t, &refusal) == 0 &&
+        (feed = feed_acquire(srv->bridge, t.route, &t.filter)) != NULL) {
+        /* Attach first: detaching may free the old feed, never the new. */
+        struct feed *old = s->feed;
+        feed_detach(old, s);
+        feed_attach(feed, s);
+        s->expires_ms = t.expires_ms;
+        rc = 0;
+    }
+    server_target_clear(&t);
+    return rc;
 }
 
 static void server_handle(struct evhttp_request *req, void *arg)
@@ -467,7 +410,7 @@ static void server_handle(struct evhttp_request *req, void *arg)
     const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     const struct route *route;
-    struct route_params params = {0};
+    struct route_params params;
     enum route_lookup found;
 
     server_add_common_headers(srv, req);
@@ -477,25 +420,19 @@ static void server_handle(struct evhttp_request *req, void *arg)
     }
     if (server_handle_reserved(srv, req, path))
         return;
+    if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD) {
+        server_handle_stream(srv, req);
+        return;
+    }
+    /* Other methods: 404 for unknown paths, else preflight or 405. */
     found = route_table_match(srv->bridge->routes, path, &route, &params);
-    if (found == ROUTE_NOT_FOUND) {
-        server_reply_text(req, 404, "Not Found", "not found");
-        return;
-    }
-    if (found == ROUTE_BAD_PATH) {
-        server_reply_text(req, 400, "Bad Request", "bad path");
-        return;
-    }
-    if (cmd == EVHTTP_REQ_OPTIONS)
-        server_reply_preflight(req);
-    else if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD)
-        server_reply_method_not_allowed(req);
-    else if (!route_config_of(route)->enabled)
-        evhttp_send_reply(req, 204, "No Content", NULL);
-    else
-        server_handle_stream(srv, req, path, evhttp_uri_get_query(uri),
-                             route, &params);
     route_params_clear(&params);
+    if (found != ROUTE_FOUND)
+        server_reply_text(req, 404, "Not Found", "not found");
+    else if (cmd == EVHTTP_REQ_OPTIONS)
+        server_reply_preflight(req);
+    else
+        server_reply_method_not_allowed(req);
 }
 
 struct server *server_new(struct bridge *b)

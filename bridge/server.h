@@ -14,6 +14,7 @@
 
 struct bridge;
 struct server;
+struct stream;
 
 /* Creates the evhttp server on b->base (not listening). NULL on ENOMEM. */
 struct server *server_new(struct bridge *b);
@@ -25,5 +26,10 @@ int server_listen(struct server *srv, char *err, size_t errlen);
 void server_stop_listening(struct server *srv);
 
 void server_free(struct server *srv);
+
+/* After SIGHUP: re-resolves an open stream's request against the current
+ * routes and auth, and moves it to the feed it now belongs to. Returns 0,
+ * or -1 when it may no longer stay open (the caller closes it). */
+int server_rehome(struct server *srv, struct stream *s);
 
 #endif

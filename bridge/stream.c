@@ -305,11 +305,11 @@ static void stream_append_preamble(struct stream *s,
                         (long long)sc->retry_ms);
     if (start->kind != STREAM_START_RESET)
         return;
-    evbuffer_add(b->scratch, "event: reset\ndata: {\"reason\":\"", 31);
-    evbuffer_add(b->scratch, start->reset_reason, strlen(start->reset_reason));
-    evbuffer_add(b->scratch, "\",\"last_id\":", 12);
+    evbuffer_add_printf(b->scratch,
+                        "event: reset\ndata: {\"reason\":\"%s\",\"last_id\":",
+                        start->reset_reason);
     sse_append_json_string(b->scratch, start->last_id, strlen(start->last_id));
-    evbuffer_add(b->scratch, "}\n", 2);
+    evbuffer_add_printf(b->scratch, "}\n");
     /* The reset carries the head id, so that the next reconnect resumes
      * from here instead of resetting again; the checkpoint's blank line
      * then ends the event. */

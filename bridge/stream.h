@@ -10,7 +10,7 @@
  * history moved on without anything for this stream.
  *
  * Memory per stream is this struct plus libevent's connection: no
- * per-stream timer (the bridge's 1 s tick handles heartbeats, token
+ * per-stream timer (the bridge's housekeeping tick handles heartbeats, token
  * expiry and lifetime) and no per-stream buffer besides the socket's.
  */
 #ifndef SLUICE_STREAM_H
@@ -78,7 +78,7 @@ struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
 /* Hot path: a new message for this stream's feed (only if live). */
 void stream_deliver(struct stream *s, struct message *msg);
 
-/* Heartbeat, token expiry and lifetime checks (from the 1 s tick). */
+/* Heartbeat, token expiry and lifetime checks (from the housekeeping tick). */
 void stream_tick(struct stream *s, int64_t now_ms);
 
 /* Closes the stream now: with graceful, sends a final "retry:" of

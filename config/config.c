@@ -44,7 +44,7 @@ _Static_assert(sizeof(enum route_format) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum fsync_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_format) == sizeof(int), "enum size");
-_Static_assert(sizeof(enum jwt_alg) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_jwt_alg) == sizeof(int), "enum size");
 
 /* The source types a key applies to (struct config_field.types). */
 enum {
@@ -641,7 +641,7 @@ static void jwt_check_keys(struct config_reader *rd,
                            const struct jwt_config *jwt,
                            const struct config_hit *hits)
 {
-    bool hmac = jwt->algorithm <= JWT_ALG_HS512;
+    bool hmac = jwt->algorithm <= CONFIG_JWT_HS512;
     const char *alg = jwt_alg_names[jwt->algorithm];
     const char *needed = hmac ? "secret" : "public_key_file";
     const char *refused = hmac ? "public_key_file" : "secret";
@@ -818,7 +818,7 @@ static struct config *config_new(const char *name)
     cfg->stream.max_pending = MIB;
     cfg->stream.max_connections = 10000;
     cfg->stream.retry_overload_ms = 10 * 1000;
-    cfg->auth.jwt.algorithm = JWT_ALG_HS256;
+    cfg->auth.jwt.algorithm = CONFIG_JWT_HS256;
     cfg->auth.jwt.leeway_ms = 5 * 1000;
     cfg->log_level = LOG_INFO;
     cfg->log_format = LOG_FORMAT_TEXT;

@@ -126,17 +126,17 @@ struct token_config {
     struct config_pos pos;
 };
 
-enum jwt_alg {
-    JWT_ALG_HS256,
-    JWT_ALG_HS384,
-    JWT_ALG_HS512,
-    JWT_ALG_RS256,
-    JWT_ALG_ES256,
+enum config_jwt_alg {
+    CONFIG_JWT_HS256,
+    CONFIG_JWT_HS384,
+    CONFIG_JWT_HS512,
+    CONFIG_JWT_RS256,
+    CONFIG_JWT_ES256,
 };
 
 struct jwt_config {
     bool present;
-    enum jwt_alg algorithm;     /* default HS256 */
+    enum config_jwt_alg algorithm;     /* default HS256 */
     char *secret;               /* HS*: secret, never log it */
     char *public_key_file;      /* RS256/ES256 */
     char *issuer;               /* optional */

@@ -42,7 +42,7 @@ static void fuzz_config(struct config *cfg, struct token_config *token,
     cfg->auth.ntokens = 1;
     cfg->auth.cookie = (char *)"sluice_token";
     cfg->auth.jwt.present = true;
-    cfg->auth.jwt.algorithm = JWT_ALG_HS256;
+    cfg->auth.jwt.algorithm = CONFIG_JWT_HS256;
     cfg->auth.jwt.secret = (char *)"fuzz-jwt-secret";
     cfg->auth.jwt.issuer = NULL;
     cfg->auth.jwt.audience = NULL;

@@ -6,10 +6,12 @@
  * names, the raw format, HEAD, heartbeats, and the npm EventSource.
  */
 const assert = require('node:assert/strict');
+const net = require('node:net');
+const { once } = require('node:events');
 const { describe, test } = require('node:test');
 const { EventSource } = require('eventsource');
 const { openSse, httpRequest } = require('./lib/sse');
-const { sleep } = require('./lib/procs');
+const { sleep, waitFor } = require('./lib/procs');
 const { withLog } = require('./lib/sluice');
 const {
     assertIncreasing, parseEnvelope, uniquePayload, useRedisSluice,
@@ -36,6 +38,7 @@ describe('stream basics', () => {
             assert.equal(c.headers['cache-control'], 'no-store');
             assert.equal(c.headers['x-accel-buffering'], 'no');
             assert.equal(c.headers['referrer-policy'], 'no-referrer');
+            assert.equal(c.headers['transfer-encoding'], 'chunked');
             const first = await c.waitForFrame(() => c.frames[0], 'a first frame');
             assert.equal(first.retry, 2000);
             assert.equal(first.data, null);
@@ -51,6 +54,25 @@ describe('stream basics', () => {
         assert.match(res.headers['content-type'], /^text\/event-stream/);
         assert.equal(res.headers['cache-control'], 'no-store');
         assert.equal(res.body, '');
+    });
+
+    it('an HTTP/1.0 client gets a close-delimited stream', async () => {
+        const sock = net.connect(port(), '127.0.0.1');
+        let text = '';
+        sock.on('data', (d) => { text += d.toString('latin1'); });
+        try {
+            await once(sock, 'connect');
+            sock.write('GET /orders/h10 HTTP/1.0\r\nAccept: text/event-stream\r\n\r\n');
+            await waitFor(() => text.includes('retry: 2000'), 'the retry frame over HTTP/1.0');
+            await ctx.pub.publish('orders:h10', '"plain"');
+            await waitFor(() => text.includes('"payload":"plain"'), 'the event over HTTP/1.0');
+            const head = text.slice(0, text.indexOf('\r\n\r\n'));
+            assert.match(head, /^HTTP\/1\.[01] 200 /);
+            assert.doesNotMatch(head, /transfer-encoding/i);
+            assert.match(text, /\r\n\r\nretry: 2000\n\n/, 'the body is sent unframed');
+        } finally {
+            sock.destroy();
+        }
     });
 });
 

@@ -119,6 +119,17 @@ describe('operations', () => {
         assert.match(res.body, /^# TYPE sluice_events_received_total counter$/m);
     });
 
+    it('/metrics lists every series SPEC 5 names', async () => {
+        const res = await get('/metrics');
+        for (const name of ['sluice_connections', 'sluice_events_received_total',
+            'sluice_events_delivered_total', 'sluice_clients_dropped_total',
+            'sluice_replayed_events_total', 'sluice_history_events', 'sluice_history_bytes',
+            'sluice_source_up']) {
+            assert.match(res.body, new RegExp(`^# TYPE ${name} (counter|gauge)$`, 'm'), name);
+        }
+        assert.match(res.body, /^sluice_source_up\{source="cache"\} 1$/m);
+    });
+
     it('sluice_events_received_total counts each published message once', async () => {
         const series = 'sluice_events_received_total{source="cache"}';
         const before = await metric(series);

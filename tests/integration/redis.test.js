@@ -36,12 +36,16 @@ describe('redis-server restart', () => {
                 return res.status === 503 && res;
             }, '/readyz 503 after redis died');
             assert.match(down.body, /cache/, `503 body names the source: ${down.body}`);
+            const metrics = await httpRequest(ctx.sluice.port, '/metrics');
+            assert.match(metrics.body, /^sluice_source_up\{source="cache"\} 0$/m);
 
             ctx.redis = await startRedis(ctx.redis.port);
             ctx.pub = await connectRedis(ctx.redis.port);
             await waitFor(async () => (await httpRequest(ctx.sluice.port, '/readyz')).status === 200,
                 '/readyz 200 after redis came back', 15000, 100);
             assert.equal(c.ended, false, 'the stream stayed open');
+            const up = await httpRequest(ctx.sluice.port, '/metrics');
+            assert.match(up.body, /^sluice_source_up\{source="cache"\} 1$/m);
 
             const after = uniquePayload({ after: true });
             await ctx.pub.publish('orders:rs', after);

@@ -33,37 +33,7 @@
 
 #include "auth/auth.h"
 
-/*
- * libjwt's <jwt.h> and config/config.h both define "enum jwt_alg" and the
- * enumerators JWT_ALG_HS256...; libjwt's are renamed to LIBJWT_* while its
- * header is read (same shim as in auth/auth.c).
- */
-#define jwt_alg libjwt_alg
-#define JWT_ALG_NONE LIBJWT_ALG_NONE
-#define JWT_ALG_HS256 LIBJWT_ALG_HS256
-#define JWT_ALG_HS384 LIBJWT_ALG_HS384
-#define JWT_ALG_HS512 LIBJWT_ALG_HS512
-#define JWT_ALG_RS256 LIBJWT_ALG_RS256
-#define JWT_ALG_RS384 LIBJWT_ALG_RS384
-#define JWT_ALG_RS512 LIBJWT_ALG_RS512
-#define JWT_ALG_ES256 LIBJWT_ALG_ES256
-#define JWT_ALG_ES384 LIBJWT_ALG_ES384
-#define JWT_ALG_ES512 LIBJWT_ALG_ES512
-#define JWT_ALG_TERM LIBJWT_ALG_TERM
 #include <jwt.h>
-#undef jwt_alg
-#undef JWT_ALG_NONE
-#undef JWT_ALG_HS256
-#undef JWT_ALG_HS384
-#undef JWT_ALG_HS512
-#undef JWT_ALG_RS256
-#undef JWT_ALG_RS384
-#undef JWT_ALG_RS512
-#undef JWT_ALG_ES256
-#undef JWT_ALG_ES384
-#undef JWT_ALG_ES512
-#undef JWT_ALG_TERM
-#undef JWT_ALG_INVAL
 
 /* The test clock: 2030-03-17, whole seconds. */
 #define NOW_S INT64_C(1900000000)
@@ -207,7 +177,7 @@ static void fixture_static(struct fixture *f)
 /* The static fixture plus a jwt block: alg with HS_SECRET (HS*) or
  * key_file, jwt.allow = jwt_allow[0..1] (the paths below "/users/{sub}/"
  * and below "/public/"), leeway 5 s. */
-static void fixture_jwt(struct fixture *f, enum jwt_alg alg,
+static void fixture_jwt(struct fixture *f, enum config_jwt_alg alg,
                         const char *key_file_path)
 {
     struct jwt_config *jc = &f->cfg.auth.jwt;
@@ -286,7 +256,7 @@ static char *mint(jwt_alg_t alg, const char *key, const char *claims)
 /* An HS256 token for HS_SECRET with the given claims. */
 static char *mint_hs256(const char *claims)
 {
-    return mint(LIBJWT_ALG_HS256, HS_SECRET, claims);
+    return mint(JWT_ALG_HS256, HS_SECRET, claims);
 }
 
 /* Claims {"sub": sub, "exp": exp} (sub omitted when NULL) into buf. */
@@ -672,13 +642,13 @@ static void test_cookie_parsing(void **state)
 static void test_jwt_hs_algorithms(void **state)
 {
     static const struct {
-        enum jwt_alg config;
+        enum config_jwt_alg config;
         jwt_alg_t libjwt;
         jwt_alg_t other;
     } algs[] = {
-        {JWT_ALG_HS256, LIBJWT_ALG_HS256, LIBJWT_ALG_HS512},
-        {JWT_ALG_HS384, LIBJWT_ALG_HS384, LIBJWT_ALG_HS256},
-        {JWT_ALG_HS512, LIBJWT_ALG_HS512, LIBJWT_ALG_HS384},
+        {CONFIG_JWT_HS256, JWT_ALG_HS256, JWT_ALG_HS512},
+        {CONFIG_JWT_HS384, JWT_ALG_HS384, JWT_ALG_HS256},
+        {CONFIG_JWT_HS512, JWT_ALG_HS512, JWT_ALG_HS384},
     };
     char claims[256];
 
@@ -718,7 +688,7 @@ static void test_jwt_sources(void **state)
     char *token;
 
     (void)state;
-    fixture_jwt(&f, JWT_ALG_HS256, NULL);
+    fixture_jwt(&f, CONFIG_JWT_HS256, NULL);
     a = auth_of(&f.cfg);
     token =
         mint_hs256(claims_sub_exp(claims, sizeof(claims), "bob", NOW_S + 60));
@@ -763,7 +733,7 @@ static void test_jwt_time(void **state)
         char *token;
         enum auth_result r;
 
-        fixture_jwt(&f, JWT_ALG_HS256, NULL);
+        fixture_jwt(&f, CONFIG_JWT_HS256, NULL);
         f.cfg.auth.jwt.leeway_ms = cases[i].leeway_ms;
         f.jwt_allow[0] = (char *)"/**";
         a = auth_of(&f.cfg);
@@ -794,7 +764,7 @@ static void test_jwt_bad_claims(void **state)
     struct auth *a;
 
     (void)state;
-    fixture_jwt(&f, JWT_ALG_HS256, NULL);
+    fixture_jwt(&f, CONFIG_JWT_HS256, NULL);
     f.jwt_allow[1] = (char *)"/**";
     a = auth_of(&f.cfg);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -837,7 +807,7 @@ static void test_jwt_issuer_audience(void **state)
     char *token;
 
     (void)state;
-    fixture_jwt(&f, JWT_ALG_HS256, NULL);
+    fixture_jwt(&f, CONFIG_JWT_HS256, NULL);
     f.cfg.auth.jwt.issuer = (char *)"https://app.example";
     f.cfg.auth.jwt.audience = (char *)"dashboards";
     a = auth_of(&f.cfg);
@@ -855,7 +825,7 @@ static void test_jwt_issuer_audience(void **state)
     auth_free(a);
 
     /* Without issuer/audience configured, the claims are not required. */
-    fixture_jwt(&f, JWT_ALG_HS256, NULL);
+    fixture_jwt(&f, CONFIG_JWT_HS256, NULL);
     a = auth_of(&f.cfg);
     token =
         mint_hs256(claims_sub_exp(claims, sizeof(claims), "bob", NOW_S + 60));
@@ -887,7 +857,7 @@ static void test_jwt_sub_allow(void **state)
     char *token;
 
     (void)state;
-    fixture_jwt(&f, JWT_ALG_HS256, NULL);
+    fixture_jwt(&f, CONFIG_JWT_HS256, NULL);
     f.jwt_allow[2] = (char *)"/two/{sub}/and/{sub}";
     f.cfg.auth.jwt.allow.count = 3;
     a = auth_of(&f.cfg);
@@ -947,7 +917,7 @@ static void test_jwt_claim_allow(void **state)
     struct auth *a;
 
     (void)state;
-    fixture_jwt(&f, JWT_ALG_HS256, NULL);
+    fixture_jwt(&f, CONFIG_JWT_HS256, NULL);
     a = auth_of(&f.cfg);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char claims[512];
@@ -968,7 +938,7 @@ static void test_jwt_claim_allow(void **state)
 
     /* Default jwt.allow is nothing: a token without the claim opens no
      * path. */
-    fixture_jwt(&f, JWT_ALG_HS256, NULL);
+    fixture_jwt(&f, CONFIG_JWT_HS256, NULL);
     f.cfg.auth.jwt.allow.count = 0;
     a = auth_of(&f.cfg);
     assert_int_equal(check_sub(a, "bob", "/users/bob/feed"), AUTH_FORBIDDEN);
@@ -986,7 +956,7 @@ static void test_who(void **state)
     struct auth_request req = {"/public/x", NULL, NULL, NULL};
 
     (void)state;
-    fixture_jwt(&f, JWT_ALG_HS256, NULL);
+    fixture_jwt(&f, CONFIG_JWT_HS256, NULL);
     a = auth_of(&f.cfg);
 
     /* Control characters in a sub cannot forge log lines. */
@@ -1039,7 +1009,7 @@ static void test_jwt_crafted(void **state)
     size_t siglen;
 
     (void)state;
-    fixture_jwt(&f, JWT_ALG_HS256, NULL);
+    fixture_jwt(&f, CONFIG_JWT_HS256, NULL);
     a = auth_of(&f.cfg);
     claims_sub_exp(claims, sizeof(claims), "bob", NOW_S + 60);
     claims_sub_exp(evil_claims, sizeof(evil_claims), "alice", NOW_S + 60);
@@ -1126,7 +1096,7 @@ static void test_jwt_alg_none(void **state)
     char *unsigned_token, *fake_sig;
 
     (void)state;
-    fixture_jwt(&f, JWT_ALG_HS256, NULL);
+    fixture_jwt(&f, CONFIG_JWT_HS256, NULL);
     a = auth_of(&f.cfg);
     claims_sub_exp(claims, sizeof(claims), "bob", NOW_S + 60);
     unsigned_token = mint_raw(none, claims, NULL);
@@ -1161,7 +1131,7 @@ static void test_jwt_alg_exact(void **state)
     char *token;
 
     (void)state;
-    fixture_jwt(&f, JWT_ALG_HS256, NULL);
+    fixture_jwt(&f, CONFIG_JWT_HS256, NULL);
     a = auth_of(&f.cfg);
     claims_sub_exp(claims, sizeof(claims), "bob", NOW_S + 60);
 
@@ -1189,10 +1159,10 @@ static void test_jwt_rs256(void **state)
     struct auth *a;
     char *token, *tampered;
 
-    fixture_jwt(&f, JWT_ALG_RS256, k->rsa_pub_file);
+    fixture_jwt(&f, CONFIG_JWT_RS256, k->rsa_pub_file);
     a = auth_of(&f.cfg);
     claims_sub_exp(claims, sizeof(claims), "bob", NOW_S + 60);
-    token = mint(LIBJWT_ALG_RS256, k->rsa_priv, claims);
+    token = mint(JWT_ALG_RS256, k->rsa_priv, claims);
     o = check_full(a, "/users/bob/feed", NULL, token, NULL);
     assert_int_equal(o.r, AUTH_OK);
     assert_int_equal(o.expires_ms, (NOW_S + 60) * 1000);
@@ -1205,10 +1175,10 @@ static void test_jwt_rs256(void **state)
     free(token);
 
     /* Signed with ES256 or with an RS alg other than RS256: refused. */
-    token = mint(LIBJWT_ALG_ES256, k->ec_priv, claims);
+    token = mint(JWT_ALG_ES256, k->ec_priv, claims);
     assert_int_equal(check_query(a, "/users/bob/feed", token), AUTH_INVALID);
     free(token);
-    token = mint(LIBJWT_ALG_RS512, k->rsa_priv, claims);
+    token = mint(JWT_ALG_RS512, k->rsa_priv, claims);
     assert_int_equal(check_query(a, "/users/bob/feed", token), AUTH_INVALID);
     free(token);
     auth_free(a);
@@ -1222,11 +1192,11 @@ static void test_jwt_key_confusion(void **state)
     struct auth *a;
     char *token;
 
-    fixture_jwt(&f, JWT_ALG_RS256, k->rsa_pub_file);
+    fixture_jwt(&f, CONFIG_JWT_RS256, k->rsa_pub_file);
     a = auth_of(&f.cfg);
     claims_sub_exp(claims, sizeof(claims), "bob", NOW_S + 60);
     /* HS256 "signed" with the server's public key text as HMAC secret. */
-    token = mint(LIBJWT_ALG_HS256, k->rsa_pub, claims);
+    token = mint(JWT_ALG_HS256, k->rsa_pub, claims);
     /* libjwt alone falls for it: it verifies with the header's alg... */
     assert_int_equal(libjwt_decode(token, k->rsa_pub), 0);
     /* ...auth_check does not. */
@@ -1235,9 +1205,9 @@ static void test_jwt_key_confusion(void **state)
     auth_free(a);
 
     /* The same against an ES256 server. */
-    fixture_jwt(&f, JWT_ALG_ES256, k->ec_pub_file);
+    fixture_jwt(&f, CONFIG_JWT_ES256, k->ec_pub_file);
     a = auth_of(&f.cfg);
-    token = mint(LIBJWT_ALG_HS256, k->ec_pub, claims);
+    token = mint(JWT_ALG_HS256, k->ec_pub, claims);
     assert_int_equal(check_query(a, "/users/bob/feed", token), AUTH_INVALID);
     free(token);
     auth_free(a);
@@ -1251,10 +1221,10 @@ static void test_jwt_rs_token_to_hs_config(void **state)
     struct auth *a;
     char *token;
 
-    fixture_jwt(&f, JWT_ALG_HS256, NULL);
+    fixture_jwt(&f, CONFIG_JWT_HS256, NULL);
     a = auth_of(&f.cfg);
     claims_sub_exp(claims, sizeof(claims), "bob", NOW_S + 60);
-    token = mint(LIBJWT_ALG_RS256, k->rsa_priv, claims);
+    token = mint(JWT_ALG_RS256, k->rsa_priv, claims);
     assert_int_equal(check_query(a, "/users/bob/feed", token), AUTH_INVALID);
     free(token);
     auth_free(a);
@@ -1269,15 +1239,15 @@ static void test_jwt_es256(void **state)
     struct auth *a;
     char *token;
 
-    fixture_jwt(&f, JWT_ALG_ES256, k->ec_pub_file);
+    fixture_jwt(&f, CONFIG_JWT_ES256, k->ec_pub_file);
     a = auth_of(&f.cfg);
     claims_sub_exp(claims, sizeof(claims), "bob", NOW_S + 60);
-    token = mint(LIBJWT_ALG_ES256, k->ec_priv, claims);
+    token = mint(JWT_ALG_ES256, k->ec_priv, claims);
     o = check_full(a, "/users/bob/feed", NULL, token, NULL);
     assert_int_equal(o.r, AUTH_OK);
     assert_int_equal(o.expires_ms, (NOW_S + 60) * 1000);
     free(token);
-    token = mint(LIBJWT_ALG_RS256, k->rsa_priv, claims);
+    token = mint(JWT_ALG_RS256, k->rsa_priv, claims);
     assert_int_equal(check_query(a, "/users/bob/feed", token), AUTH_INVALID);
     free(token);
     auth_free(a);
@@ -1291,7 +1261,7 @@ static void test_large_claims(void **state)
     size_t pad = 4000;
 
     (void)state;
-    fixture_jwt(&f, JWT_ALG_HS256, NULL);
+    fixture_jwt(&f, CONFIG_JWT_HS256, NULL);
     a = auth_of(&f.cfg);
     /* A 4000-byte claim makes a ~5.5 KB token: still accepted. */
     claims = malloc(pad + 128);
@@ -1332,35 +1302,35 @@ static void test_new_errors(void **state)
     struct fixture f;
 
     snprintf(missing, sizeof(missing), "%s/nope.pem", k->dir);
-    fixture_jwt(&f, JWT_ALG_RS256, missing);
+    fixture_jwt(&f, CONFIG_JWT_RS256, missing);
     expect_new_error(&f, missing);
     expect_new_error(&f, "No such file or directory");
 
-    fixture_jwt(&f, JWT_ALG_RS256, k->dir);
+    fixture_jwt(&f, CONFIG_JWT_RS256, k->dir);
     expect_new_error(&f, "Is a directory");
 
-    fixture_jwt(&f, JWT_ALG_RS256, k->garbage_file);
+    fixture_jwt(&f, CONFIG_JWT_RS256, k->garbage_file);
     expect_new_error(&f, k->garbage_file);
 
-    fixture_jwt(&f, JWT_ALG_RS256, k->ec_pub_file);
+    fixture_jwt(&f, CONFIG_JWT_RS256, k->ec_pub_file);
     expect_new_error(&f, "not an RSA public key");
 
-    fixture_jwt(&f, JWT_ALG_RS256, k->rsa_small_pub_file);
+    fixture_jwt(&f, CONFIG_JWT_RS256, k->rsa_small_pub_file);
     expect_new_error(&f, "2048");
 
-    fixture_jwt(&f, JWT_ALG_ES256, k->rsa_pub_file);
+    fixture_jwt(&f, CONFIG_JWT_ES256, k->rsa_pub_file);
     expect_new_error(&f, "not an EC P-256 public key");
 
-    fixture_jwt(&f, JWT_ALG_RS256, NULL);
+    fixture_jwt(&f, CONFIG_JWT_RS256, NULL);
     f.cfg.auth.jwt.secret = NULL;
     expect_new_error(&f, "public_key_file");
 
-    fixture_jwt(&f, JWT_ALG_HS512, NULL);
+    fixture_jwt(&f, CONFIG_JWT_HS512, NULL);
     f.cfg.auth.jwt.secret = (char *)"";
     expect_new_error(&f, "HS512 needs a secret");
 
     /* A failure after the secret was read does not print it. */
-    fixture_jwt(&f, JWT_ALG_HS256, NULL);
+    fixture_jwt(&f, CONFIG_JWT_HS256, NULL);
     f.tokens[0].token = NULL;
     expect_new_error(&f, "\"wallboard\" is empty");
 

@@ -259,7 +259,7 @@ static void test_full_config(void **state)
     assert_int_equal(cfg->auth.tokens[1].allow.count, 0);
     assert_int_equal(cfg->auth.tokens[1].pos.line, 60);
     assert_true(cfg->auth.jwt.present);
-    assert_int_equal(cfg->auth.jwt.algorithm, JWT_ALG_HS384);
+    assert_int_equal(cfg->auth.jwt.algorithm, CONFIG_JWT_HS384);
     assert_string_equal(cfg->auth.jwt.secret, "jwtsecret");
     assert_null(cfg->auth.jwt.public_key_file);
     assert_string_equal(cfg->auth.jwt.issuer, "https://app.example");
@@ -926,7 +926,7 @@ static void test_auth_checks(void **state)
     cfg =
         expect_ok(BASE "auth:\n"
                        "  jwt: {algorithm: RS256, public_key_file: /k.pem}\n");
-    assert_int_equal(cfg->auth.jwt.algorithm, JWT_ALG_RS256);
+    assert_int_equal(cfg->auth.jwt.algorithm, CONFIG_JWT_RS256);
     assert_string_equal(cfg->auth.jwt.public_key_file, "/k.pem");
     assert_int_equal(cfg->auth.jwt.pos.line, 6);
     assert_int_equal(cfg->auth.ntokens, 0);

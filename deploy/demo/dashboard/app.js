@@ -141,7 +141,11 @@
                         view.badge.title = `sluice answered ${res.status}`;
                         return;
                     }
-                    connect();
+                    if (res.ok) {
+                        connect();
+                        return;
+                    }
+                    retryLater(); /* 502/503 from a proxy: sluice is not back yet */
                 })
                 .catch(() => retryLater());
         }

@@ -6,7 +6,8 @@
  * Every process started through spawnTracked() is remembered and killed
  * (SIGKILL) when the test file's process exits, also on a failed
  * assertion, an uncaught error, SIGINT or SIGTERM (e.g. a CTest timeout),
- * so no redis-server, mosquitto or sluice outlives its test file. Temp
+ * or the death of the test runner that started this file, so no
+ * redis-server, mosquitto or sluice outlives its test file. Temp
  * dirs made with makeTempDir() are removed at the same moment.
  */
 const { spawn } = require('node:child_process');
@@ -39,6 +40,17 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
         process.exit(128 + os.constants.signals[sig]);
     });
 }
+
+/* When the test runner that started this file dies (SIGTERM, SIGKILL),
+ * this process is re-parented: stop the children instead of finishing
+ * the file as an orphan. */
+const parentPid = process.ppid;
+setInterval(() => {
+    if (process.ppid !== parentPid) {
+        killAllSync();
+        process.exit(1);
+    }
+}, 500).unref();
 
 function sleep(ms) {
     return new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,0 +1,147 @@
+/*
+ * query.c - the query string of a stream request (SPEC 4): token,
+ * lastEventId, topic (repeatable), snapshot. Unknown parameters are
+ * ignored (cache busters); malformed ones are a 400.
+ */
+#include "bridge/query.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define QUERY_MAX_TOPICS 16
+
+void query_clear(struct stream_query *q)
+{
+    free(q->token);
+    free(q->last_id);
+    for (size_t i = 0; i < q->topics.count; i++)
+        free(q->topics.items[i]);
+    free(q->topics.items);
+    memset(q, 0, sizeof(*q));
+}
+
+static int query_hex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * Strict application/x-www-form-urlencoded decoding of s[0..len): "+" is
+ * a space, "%" needs two hex digits, and a decoded NUL is refused. Hand-
+ * written because evhttp's decoder silently keeps malformed escapes, and
+ * SPEC 4 wants a 400 for them. Returns a malloc'd string or NULL.
+ */
+static char *query_decode(const char *s, size_t len)
+{
+    char *out = malloc(len + 1);
+    size_t n = 0;
+
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        int hi, lo;
+        if (s[i] == '+') {
+            out[n++] = ' ';
+            continue;
+        }
+        if (s[i] != '%') {
+            out[n++] = s[i];
+            continue;
+        }
+        if (i + 2 >= len)
+            goto bad;
+        hi = query_hex(s[i + 1]);
+        lo = query_hex(s[i + 2]);
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+            goto bad;
+        out[n++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    out[n] = '\0';
+    return out;
+bad:
+    free(out);
+    return NULL;
+}
+
+static int query_add_topic(struct stream_query *q, char *value)
+{
+    char **items;
+
+    if (q->topics.count >= QUERY_MAX_TOPICS)
+        return -1;
+    items = realloc(q->topics.items, (q->topics.count + 1) * sizeof(*items));
+    if (items == NULL)
+        return -1;
+    q->topics.items = items;
+    q->topics.items[q->topics.count++] = value;
+    return 0;
+}
+
+/* Stores one decoded key=value; takes value. -1 with why on refusal. */
+static int query_set(struct stream_query *q, const char *key,
+                            char *value, const char **why)
+{
+    if (strcmp(key, "token") == 0) {
+        free(q->token);
+        q->token = value;
+    } else if (strcmp(key, "lastEventId") == 0) {
+        free(q->last_id);
+        q->last_id = value;
+    } else if (strcmp(key, "snapshot") == 0) {
+        q->snapshot = strcmp(value, "1") == 0 ? 1
+                      : strcmp(value, "0") == 0 ? 0 : -2;
+        free(value);
+        if (q->snapshot == -2) {
+            *why = "snapshot must be 0 or 1";
+            return -1;
+        }
+    } else if (strcmp(key, "topic") == 0) {
+        if (value[0] == '\0' || query_add_topic(q, value) < 0) {
+            free(value);
+            *why = "bad topic parameter";
+            return -1;
+        }
+    } else {
+        free(value); /* unknown parameters (cache busters) are ignored */
+    }
+    return 0;
+}
+
+/* Parses the raw query (may be NULL). 0, or -1 with why. */
+int query_parse(const char *raw, struct stream_query *q,
+                              const char **why)
+{
+    memset(q, 0, sizeof(*q));
+    q->snapshot = -1;
+    *why = "malformed query string";
+    for (const char *p = raw; p != NULL && *p != '\0';) {
+        const char *end = strchr(p, '&');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        size_t klen = eq != NULL ? (size_t)(eq - p) : len;
+        char *key = query_decode(p, klen);
+        char *value = eq != NULL ? query_decode(eq + 1, len - klen - 1)
+                                 : strdup("");
+        int rc;
+
+        if (key == NULL || value == NULL) {
+            free(key);
+            free(value);
+            return -1;
+        }
+        rc = query_set(q, key, value, why);
+        free(key);
+        if (rc < 0)
+            return -1;
+        p = end != NULL ? end + 1 : NULL;
+    }
+    return 0;
+}
+
