@@ -23,6 +23,7 @@
 #include "bridge/lastvalue.h"
 #include "bridge/log.h"
 #include "bridge/message.h"
+#include "bridge/reload.h"
 #include "bridge/route.h"
 #include "bridge/server.h"
 #include "bridge/stream.h"
@@ -198,7 +199,8 @@ static void bridge_on_signal(evutil_socket_t sig, short what, void *arg)
     struct bridge *b = arg;
 
     if (sig == SIGHUP) {
-        log_warn("SIGHUP: configuration reload is not implemented yet");
+        if (!b->draining)
+            bridge_reload(b);
         return;
     }
     log_info("signal %d: shutting down", (int)sig);

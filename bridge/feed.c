@@ -17,18 +17,22 @@
 #include "bridge/route.h"
 #include "bridge/stream.h"
 
-static char *feed_make_key(size_t route_index, const struct topic_filter *f)
+/* Streams share a feed when they have the same route, the same frame
+ * settings (which a reload may change) and the same resolved filter. */
+static char *feed_make_key(const struct route *r, const struct topic_filter *f)
 {
+    const struct route_config *rc = route_config_of(r);
     char *fkey = topic_filter_key(f);
     char *key;
     size_t len;
 
     if (fkey == NULL)
         return NULL;
-    len = strlen(fkey) + 24;
+    len = strlen(fkey) + (rc->event_name ? strlen(rc->event_name) : 0) + 48;
     key = malloc(len);
     if (key != NULL)
-        snprintf(key, len, "%zu|%s", route_index, fkey);
+        snprintf(key, len, "%zu|%d|%d|%s|%s", route_index(r), (int)rc->format,
+                 (int)rc->event, rc->event_name ? rc->event_name : "", fkey);
     free(fkey);
     return key;
 }
@@ -108,7 +112,7 @@ fail:
 struct feed *feed_acquire(struct bridge *b, const struct route *r,
                           struct topic_filter *filter)
 {
-    char *key = feed_make_key(route_index(r), filter);
+    char *key = feed_make_key(r, filter);
     struct feed *f;
 
     if (key == NULL) {
@@ -149,7 +153,7 @@ static void feed_release(struct feed *f)
     feed_destroy(f);
 }
 
-void feed_detach(struct feed *f, struct stream *s)
+static void feed_unlink(struct feed *f, struct stream *s)
 {
     if (s->feed_prev != NULL)
         s->feed_prev->feed_next = s->feed_next;
@@ -159,8 +163,26 @@ void feed_detach(struct feed *f, struct stream *s)
         s->feed_next->feed_prev = s->feed_prev;
     s->feed = NULL;
     s->feed_prev = s->feed_next = NULL;
-    if (--f->nstreams == 0)
+    f->nstreams--;
+}
+
+void feed_detach(struct feed *f, struct stream *s)
+{
+    feed_unlink(f, s);
+    if (f->nstreams == 0)
         feed_release(f);
+}
+
+void feed_move(struct stream *s, struct feed *to)
+{
+    struct feed *from = s->feed;
+
+    if (from == to)
+        return;
+    feed_unlink(from, s);
+    feed_attach(to, s);
+    if (from->nstreams == 0)
+        feed_release(from);
 }
 
 bool feed_matches(const struct feed *f, const struct message *msg)

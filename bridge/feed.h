@@ -54,6 +54,10 @@ void feed_attach(struct feed *f, struct stream *s);
 /* Unlinks s; frees f (and unindexes it) when it was the last stream. */
 void feed_detach(struct feed *f, struct stream *s);
 
+/* Moves s from its feed to `to` (after a reload); frees the old feed if
+ * s was its last stream. `to` may be s's own feed. */
+void feed_move(struct stream *s, struct feed *to);
+
 /* True when msg belongs on this feed (patterns and ?topic= narrowing). */
 bool feed_matches(const struct feed *f, const struct message *msg);
 

@@ -392,10 +392,7 @@ int server_rehome(struct server *srv, struct stream *s)
 
     if (server_resolve(srv, s->req, &t, &refusal) == 0 &&
         (feed = feed_acquire(srv->bridge, t.route, &t.filter)) != NULL) {
-        /* Attach first: detaching may free the old feed, never the new. */
-        struct feed *old = s->feed;
-        feed_detach(old, s);
-        feed_attach(feed, s);
+        feed_move(s, feed);
         s->expires_ms = t.expires_ms;
         rc = 0;
     }
