@@ -1,1 +1,668 @@
-/* placeholder: being written */
+/*
+ * redis_conn.c - one Redis connection on the bridge's loop: URL, connect,
+ * AUTH, SELECT, liveness, reconnect (see redis_conn.h for the phases and
+ * the owner's part).
+ *
+ * It drives hiredis 0.14's async API on the bridge's libevent loop
+ * (redisLibeventAttach on src->base): nothing blocks, one thread.
+ *
+ * hiredis rules this file depends on (async.c, 0.14.1):
+ * - A context is freed by hiredis itself right after our connect callback
+ *   reports failure and right after our disconnect callback returns.
+ * - redisAsyncFree() may be called from a reply callback (the free is
+ *   deferred until the callback returns) or from outside hiredis, but not
+ *   from the connect or disconnect callbacks.
+ * - Freeing a context runs every pending reply callback with a NULL reply
+ *   and then the disconnect callback.
+ * So a context we drop is first detached (ac->data = NULL, conn->ac =
+ * NULL); every callback starts with "conn = ac->data; if NULL return",
+ * which makes the callbacks of a dropped context harmless, also after
+ * redis_conn_free(). The owner's ready() is run from a zero-delay timer,
+ * never from the connect callback, so that it may drop the connection.
+ *
+ * Known limit: redisAsyncConnect() resolves a host name with a blocking
+ * getaddrinfo(); numeric addresses and /etc/hosts names do not wait on
+ * the network. Async resolution (evdns) needs a resolver that outlives
+ * the source, which struct source does not carry yet.
+ */
+#include "adapters/redis_conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/adapters/libevent.h>
+
+#include "bridge/log.h"
+
+#define REDIS_CONN_PORT 6379
+#define REDIS_CONN_HANDSHAKE_MS 5000
+#define REDIS_CONN_KEEPALIVE_MS 15000
+#define REDIS_CONN_TLS_WHY \
+    "rediss:// (TLS) needs hiredis >= 1.0; Debian 12 ships 0.14"
+
+enum redis_conn_phase {
+    REDIS_CONN_PHASE_IDLE,   /* no connection; a reconnect may be armed */
+    REDIS_CONN_PHASE_TCP,    /* TCP connect in progress */
+    REDIS_CONN_PHASE_AUTH,   /* AUTH sent */
+    REDIS_CONN_PHASE_SELECT, /* SELECT sent */
+    REDIS_CONN_PHASE_READY,  /* the owner's handshake */
+    REDIS_CONN_PHASE_UP,
+};
+
+struct redis_conn {
+    struct source *src;
+    const struct redis_conn_ops *ops;
+    void *owner;
+
+    /* From the URL. */
+    char *host;          /* without IPv6 brackets */
+    int port;
+    int db;
+    char *user;          /* NULL: the default user */
+    char *password;      /* NULL: no AUTH. Secret: never logged */
+    char where[300];     /* "host:port" for logs and status */
+
+    int64_t handshake_ms;
+    int64_t keepalive_ms;       /* interval between keepalives */
+    int64_t keepalive_reply_ms; /* how long a keepalive may go unanswered */
+
+    redisAsyncContext *ac; /* NULL while IDLE; hiredis frees it (above) */
+    enum redis_conn_phase phase;
+    unsigned attempt;      /* reconnect attempts since the last UP */
+    bool keepalive_pending;
+
+    struct event *reconnect_timer;
+    struct event *handshake_timer;
+    struct event *ready_timer;     /* zero delay: runs ops->ready */
+    struct event *keepalive_timer;
+    struct event *reply_timer;     /* deadline of the pending keepalive */
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static const char *redis_conn_name(const struct redis_conn *conn)
+{
+    return conn->src->cfg->name;
+}
+
+static void redis_conn_timer_start(struct event *ev, int64_t ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000,
+                         .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+
+    evtimer_add(ev, &tv);
+}
+
+/*
+ * A duration override from the environment (milliseconds, 1..3600000), or
+ * `def` when unset or invalid. Used by the tests to shorten the handshake
+ * timeout and the keepalive; operators may use it on slow links.
+ */
+static int64_t redis_conn_env_ms(const char *name, int64_t def)
+{
+    const char *text = getenv(name);
+    char *end;
+    long long v;
+
+    if (text == NULL || *text == '\0')
+        return def;
+    v = strtoll(text, &end, 10);
+    if (*end != '\0' || v < 1 || v > 3600000) {
+        log_warn("%s=%s is not a duration in ms (1..3600000); using %lld",
+                 name, text, (long long)def);
+        return def;
+    }
+    return v;
+}
+
+/* ---- URL -------------------------------------------------------------- */
+
+/* Percent-decodes `text` into a new string in *out. Refuses %00, which
+ * would silently cut a password short. 0, or -1 with why filled. */
+static int redis_conn_url_decode(const char *text, char **out,
+                                 const char *what, char *why, size_t whylen)
+{
+    size_t len = 0;
+    char *dec = evhttp_uridecode(text, 0, &len);
+
+    if (dec == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    if (strlen(dec) != len) {
+        free(dec);
+        snprintf(why, whylen, "redis URL: the %s contains %%00", what);
+        return -1;
+    }
+    *out = dec;
+    return 0;
+}
+
+/*
+ * Userinfo as redis-cli reads it: "user:password", ":password", or a bare
+ * "password" (no colon). Both parts are percent-decoded.
+ */
+static int redis_conn_url_userinfo(struct redis_conn *conn,
+                                   const char *userinfo, char *why,
+                                   size_t whylen)
+{
+    const char *colon = strchr(userinfo, ':');
+    char *user = NULL;
+    int rc;
+
+    if (colon == NULL)
+        return redis_conn_url_decode(userinfo, &conn->password, "password",
+                                     why, whylen);
+    if (colon > userinfo) {
+        user = strndup(userinfo, (size_t)(colon - userinfo));
+        if (user == NULL) {
+            snprintf(why, whylen, "out of memory");
+            return -1;
+        }
+        rc = redis_conn_url_decode(user, &conn->user, "user", why, whylen);
+        free(user);
+        if (rc < 0)
+            return -1;
+    }
+    return redis_conn_url_decode(colon + 1, &conn->password, "password", why,
+                                 whylen);
+}
+
+/* The path: "" or "/" for db 0, "/N" for db N. 0, or -1 with why. */
+static int redis_conn_url_db(struct redis_conn *conn, const char *path,
+                             char *why, size_t whylen)
+{
+    char *end;
+    long v;
+
+    if (path == NULL || path[0] == '\0' || strcmp(path, "/") == 0)
+        return 0;
+    if (path[0] != '/' || path[1] < '0' || path[1] > '9')
+        goto bad;
+    v = strtol(path + 1, &end, 10);
+    if (*end != '\0' || v > 1000000)
+        goto bad;
+    conn->db = (int)v;
+    return 0;
+bad:
+    snprintf(why, whylen, "redis URL: the path must be /DB, a number");
+    return -1;
+}
+
+/* Host without IPv6 brackets, and the "host:port" label for messages. */
+static int redis_conn_url_host(struct redis_conn *conn, const char *host,
+                               char *why, size_t whylen)
+{
+    size_t len = strlen(host);
+    bool v6 = len >= 2 && host[0] == '[' && host[len - 1] == ']';
+
+    if (len == 0 || (v6 && len == 2)) {
+        snprintf(why, whylen, "redis URL: no host");
+        return -1;
+    }
+    conn->host = v6 ? strndup(host + 1, len - 2) : strdup(host);
+    if (conn->host == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    snprintf(conn->where, sizeof(conn->where), v6 ? "[%s]:%d" : "%s:%d",
+             conn->host, conn->port);
+    return 0;
+}
+
+/*
+ * Parses redis://[[user]:password@]host[:port][/db] into conn, with
+ * libevent's RFC 3986 parser. Messages in why never quote the URL (it may
+ * hold a password). 0, or -1 with why filled.
+ */
+static int redis_conn_url_parse(struct redis_conn *conn, const char *url,
+                                char *why, size_t whylen)
+{
+    struct evhttp_uri *uri;
+    const char *userinfo;
+    int rc = -1;
+
+    if (strncasecmp(url, "rediss://", 9) == 0) {
+        snprintf(why, whylen, REDIS_CONN_TLS_WHY);
+        return -1;
+    }
+    if (strncasecmp(url, "redis://", 8) != 0) {
+        snprintf(why, whylen, "the URL of a redis source must start with "
+                              "redis://");
+        return -1;
+    }
+    uri = evhttp_uri_parse(url);
+    if (uri == NULL) {
+        snprintf(why, whylen, "malformed redis URL (a bad port, or a "
+                              "character in the password that needs "
+                              "%%-encoding?)");
+        return -1;
+    }
+    if (evhttp_uri_get_query(uri) || evhttp_uri_get_fragment(uri)) {
+        snprintf(why, whylen, "redis URL: no query or fragment allowed");
+        goto out;
+    }
+    conn->port = evhttp_uri_get_port(uri);
+    if (conn->port == -1)
+        conn->port = REDIS_CONN_PORT;
+    if (conn->port == 0) {
+        snprintf(why, whylen, "redis URL: port 0");
+        goto out;
+    }
+    if (redis_conn_url_host(conn, evhttp_uri_get_host(uri), why, whylen) < 0 ||
+        redis_conn_url_db(conn, evhttp_uri_get_path(uri), why, whylen) < 0)
+        goto out;
+    userinfo = evhttp_uri_get_userinfo(uri);
+    if (userinfo && redis_conn_url_userinfo(conn, userinfo, why, whylen) < 0)
+        goto out;
+    rc = 0;
+out:
+    evhttp_uri_free(uri);
+    return rc;
+}
+
+/* ---- connection lifecycle --------------------------------------------- */
+
+/* Forgets everything about the current connection except the context
+ * itself (see redis_conn_close), the owner's part included. */
+static void redis_conn_reset(struct redis_conn *conn)
+{
+    evtimer_del(conn->handshake_timer);
+    evtimer_del(conn->ready_timer);
+    evtimer_del(conn->keepalive_timer);
+    evtimer_del(conn->reply_timer);
+    conn->phase = REDIS_CONN_PHASE_IDLE;
+    conn->keepalive_pending = false;
+    conn->ops->lost(conn->owner);
+}
+
+/*
+ * Detaches and frees the context, if any. Not for hiredis's connect or
+ * disconnect callbacks (hiredis frees the context itself there); from a
+ * reply callback the free is deferred by hiredis until it returns.
+ */
+static void redis_conn_close(struct redis_conn *conn)
+{
+    redisAsyncContext *ac = conn->ac;
+
+    if (ac == NULL)
+        return;
+    conn->ac = NULL;
+    ac->data = NULL;
+    redisAsyncFree(ac);
+}
+
+/*
+ * The connection is gone (conn->ac already NULL): reset, arm the reconnect
+ * timer, report DOWN with `status`. The first failure after being up (or
+ * at start) is a warning, the retries that follow are debug noise. The
+ * sink call comes last.
+ */
+static void redis_conn_retry(struct redis_conn *conn, const char *status)
+{
+    int64_t delay = source_backoff_ms(conn->attempt);
+
+    if (conn->attempt == 0)
+        log_warn("source %s: %s; retrying", redis_conn_name(conn), status);
+    else
+        log_debug("source %s: %s; retry %u in %lld ms", redis_conn_name(conn),
+                  status, conn->attempt, (long long)delay);
+    if (conn->attempt < 64)
+        conn->attempt++;
+    redis_conn_reset(conn);
+    redis_conn_timer_start(conn->reconnect_timer, delay);
+    source_set_state(conn->src, SOURCE_DOWN, status);
+}
+
+void redis_conn_fail(struct redis_conn *conn, const char *status)
+{
+    redis_conn_close(conn);
+    redis_conn_retry(conn, status);
+}
+
+void redis_conn_mark_up(struct redis_conn *conn)
+{
+    conn->phase = REDIS_CONN_PHASE_UP;
+    conn->attempt = 0;
+    evtimer_del(conn->handshake_timer);
+    redis_conn_timer_start(conn->keepalive_timer, conn->keepalive_ms);
+    source_set_state(conn->src, SOURCE_UP, NULL);
+}
+
+static void redis_conn_on_handshake_reply(redisAsyncContext *ac, void *reply,
+                                          void *priv);
+
+/* Sends the next handshake command after conn->phase: AUTH when there is
+ * a password, SELECT when db != 0; after both, schedules ops->ready. */
+static void redis_conn_handshake_continue(struct redis_conn *conn)
+{
+    const char *argv[3];
+    size_t lens[3];
+    int argc = 0;
+    char db[16];
+
+    if (conn->phase < REDIS_CONN_PHASE_AUTH && conn->password) {
+        conn->phase = REDIS_CONN_PHASE_AUTH;
+        argv[argc++] = "AUTH";
+        if (conn->user)
+            argv[argc++] = conn->user;
+        argv[argc++] = conn->password;
+    } else if (conn->phase < REDIS_CONN_PHASE_SELECT && conn->db != 0) {
+        conn->phase = REDIS_CONN_PHASE_SELECT;
+        snprintf(db, sizeof(db), "%d", conn->db);
+        argv[argc++] = "SELECT";
+        argv[argc++] = db;
+    } else {
+        redis_conn_timer_start(conn->ready_timer, 0);
+        return;
+    }
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    /* This may run inside the connect callback, where the context cannot
+     * be dropped: a failure to queue is left to the handshake timer. */
+    if (redisAsyncCommandArgv(conn->ac, redis_conn_on_handshake_reply, NULL,
+                              argc, argv, lens) != REDIS_OK)
+        log_error("source %s: cannot queue %s", redis_conn_name(conn),
+                  argv[0]);
+}
+
+const char *redis_conn_error_text(const struct redis_conn *conn,
+                                  const char *text)
+{
+    if (conn->password && *conn->password && strstr(text, conn->password))
+        return "(server error text withheld)";
+    return text;
+}
+
+/* The replies to AUTH and SELECT. */
+static void redis_conn_on_handshake_reply(redisAsyncContext *ac, void *reply,
+                                          void *priv)
+{
+    struct redis_conn *conn = ac->data;
+    redisReply *rep = reply;
+    char status[REDIS_CONN_TEXT_MAX];
+    const char *text;
+
+    if (conn == NULL || rep == NULL)
+        return;
+    if (rep->type != REDIS_REPLY_ERROR) {
+        redis_conn_handshake_continue(conn);
+        return;
+    }
+    text = redis_conn_error_text(conn, rep->str);
+    if (conn->phase == REDIS_CONN_PHASE_SELECT)
+        snprintf(status, sizeof(status), "SELECT %d failed: %s", conn->db,
+                 text);
+    else
+        snprintf(status, sizeof(status), "AUTH failed: %s", text);
+    redis_conn_fail(conn, status); /* logs it */
+}
+
+static void redis_conn_on_connect(const redisAsyncContext *ac, int status)
+{
+    struct redis_conn *conn = ac->data;
+    char text[REDIS_CONN_TEXT_MAX];
+
+    if (conn == NULL)
+        return;
+    if (status != REDIS_OK) {
+        conn->ac = NULL; /* hiredis frees it when we return */
+        snprintf(text, sizeof(text), "cannot connect to %s: %s", conn->where,
+                 ac->errstr);
+        redis_conn_retry(conn, text);
+        return;
+    }
+    log_info("source %s: connected to %s", redis_conn_name(conn),
+             conn->where);
+    source_set_state(conn->src, SOURCE_CONNECTING, "connected, subscribing");
+    redis_conn_handshake_continue(conn);
+}
+
+static void redis_conn_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct redis_conn *conn = ac->data;
+    char text[REDIS_CONN_TEXT_MAX];
+
+    if (conn == NULL)
+        return;
+    conn->ac = NULL; /* hiredis frees it when we return */
+    if (ac->err)
+        snprintf(text, sizeof(text), "connection to %s lost: %s", conn->where,
+                 ac->errstr);
+    else
+        snprintf(text, sizeof(text), "connection to %s lost", conn->where);
+    redis_conn_retry(conn, text);
+}
+
+/* Starts one connection attempt; a synchronous failure goes straight to
+ * redis_conn_retry. */
+static void redis_conn_connect(struct redis_conn *conn)
+{
+    redisAsyncContext *ac = redisAsyncConnect(conn->host, conn->port);
+    char text[REDIS_CONN_TEXT_MAX];
+
+    if (ac == NULL || ac->err ||
+        redisLibeventAttach(ac, conn->src->base) != REDIS_OK) {
+        snprintf(text, sizeof(text), "cannot connect to %s: %s", conn->where,
+                 ac && ac->err ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        redis_conn_retry(conn, text);
+        return;
+    }
+    ac->data = conn;
+    redisAsyncSetConnectCallback(ac, redis_conn_on_connect);
+    redisAsyncSetDisconnectCallback(ac, redis_conn_on_disconnect);
+    conn->ac = ac;
+    conn->phase = REDIS_CONN_PHASE_TCP;
+    redis_conn_timer_start(conn->handshake_timer, conn->handshake_ms);
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+static void redis_conn_on_reconnect_timer(evutil_socket_t fd, short what,
+                                          void *arg)
+{
+    redis_conn_connect(arg);
+}
+
+static void redis_conn_on_handshake_timer(evutil_socket_t fd, short what,
+                                          void *arg)
+{
+    struct redis_conn *conn = arg;
+    char text[REDIS_CONN_TEXT_MAX];
+
+    snprintf(text, sizeof(text), "no answer from %s within %lld ms "
+             "(handshake timeout)", conn->where,
+             (long long)conn->handshake_ms);
+    redis_conn_fail(conn, text);
+}
+
+static void redis_conn_on_ready_timer(evutil_socket_t fd, short what,
+                                      void *arg)
+{
+    struct redis_conn *conn = arg;
+
+    if (conn->ac == NULL)
+        return;
+    conn->phase = REDIS_CONN_PHASE_READY;
+    conn->ops->ready(conn->owner);
+}
+
+void redis_conn_keepalive_answered(struct redis_conn *conn)
+{
+    if (!conn->keepalive_pending)
+        return;
+    conn->keepalive_pending = false;
+    evtimer_del(conn->reply_timer);
+    redis_conn_timer_start(conn->keepalive_timer, conn->keepalive_ms);
+}
+
+static void redis_conn_on_ping_reply(redisAsyncContext *ac, void *reply,
+                                     void *priv)
+{
+    struct redis_conn *conn = ac->data;
+
+    if (conn && reply)
+        redis_conn_keepalive_answered(conn);
+}
+
+int redis_conn_ping(struct redis_conn *conn)
+{
+    return redisAsyncCommand(conn->ac, redis_conn_on_ping_reply, NULL,
+                             "PING") == REDIS_OK
+               ? 1
+               : -1;
+}
+
+static void redis_conn_on_keepalive_timer(evutil_socket_t fd, short what,
+                                          void *arg)
+{
+    struct redis_conn *conn = arg;
+    int rc;
+
+    if (conn->phase != REDIS_CONN_PHASE_UP || conn->ac == NULL)
+        return;
+    if (conn->ops->keepalive)
+        rc = conn->ops->keepalive(conn->owner);
+    else
+        rc = redis_conn_ping(conn);
+    if (rc < 0) {
+        redis_conn_fail(conn, "cannot queue the keepalive");
+        return;
+    }
+    if (rc == 0) {
+        redis_conn_timer_start(conn->keepalive_timer, conn->keepalive_ms);
+        return;
+    }
+    conn->keepalive_pending = true;
+    redis_conn_timer_start(conn->reply_timer, conn->keepalive_reply_ms);
+}
+
+static void redis_conn_on_reply_timer(evutil_socket_t fd, short what,
+                                      void *arg)
+{
+    struct redis_conn *conn = arg;
+    char text[REDIS_CONN_TEXT_MAX];
+
+    snprintf(text, sizeof(text), "no reply from %s to a keepalive within "
+             "%lld ms", conn->where, (long long)conn->keepalive_reply_ms);
+    redis_conn_fail(conn, text);
+}
+
+/* ---- the public part -------------------------------------------------- */
+
+static int redis_conn_timers_new(struct redis_conn *conn,
+                                 struct event_base *base)
+{
+    conn->reconnect_timer =
+        evtimer_new(base, redis_conn_on_reconnect_timer, conn);
+    conn->handshake_timer =
+        evtimer_new(base, redis_conn_on_handshake_timer, conn);
+    conn->ready_timer = evtimer_new(base, redis_conn_on_ready_timer, conn);
+    conn->keepalive_timer =
+        evtimer_new(base, redis_conn_on_keepalive_timer, conn);
+    conn->reply_timer = evtimer_new(base, redis_conn_on_reply_timer, conn);
+    if (!conn->reconnect_timer || !conn->handshake_timer ||
+        !conn->ready_timer || !conn->keepalive_timer || !conn->reply_timer)
+        return -1;
+    return 0;
+}
+
+struct redis_conn *redis_conn_new(struct source *src,
+                                  const struct redis_conn_ops *ops,
+                                  void *owner, char *why, size_t whylen)
+{
+    struct redis_conn *conn = calloc(1, sizeof(*conn));
+
+    if (conn == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    conn->src = src;
+    conn->ops = ops;
+    conn->owner = owner;
+    if (redis_conn_url_parse(conn, src->cfg->url, why, whylen) < 0)
+        goto fail;
+    if (redis_conn_timers_new(conn, src->base) < 0) {
+        snprintf(why, whylen, "out of memory");
+        goto fail;
+    }
+    conn->handshake_ms = redis_conn_env_ms("SLUICE_REDIS_HANDSHAKE_MS",
+                                           REDIS_CONN_HANDSHAKE_MS);
+    conn->keepalive_ms = redis_conn_env_ms("SLUICE_REDIS_KEEPALIVE_MS",
+                                           REDIS_CONN_KEEPALIVE_MS);
+    conn->keepalive_reply_ms = conn->keepalive_ms * 2 / 3;
+    if (conn->keepalive_reply_ms < 1)
+        conn->keepalive_reply_ms = 1;
+    return conn;
+fail:
+    redis_conn_free(conn);
+    return NULL;
+}
+
+void redis_conn_start(struct redis_conn *conn)
+{
+    source_set_state(conn->src, SOURCE_DOWN, "connecting");
+    redis_conn_connect(conn);
+}
+
+void redis_conn_free(struct redis_conn *conn)
+{
+    struct event *timers[5];
+
+    if (conn == NULL)
+        return;
+    redis_conn_close(conn);
+    timers[0] = conn->reconnect_timer;
+    timers[1] = conn->handshake_timer;
+    timers[2] = conn->ready_timer;
+    timers[3] = conn->keepalive_timer;
+    timers[4] = conn->reply_timer;
+    for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
+        if (timers[i])
+            event_free(timers[i]);
+    if (conn->password)
+        explicit_bzero(conn->password, strlen(conn->password));
+    free(conn->password);
+    free(conn->user);
+    free(conn->host);
+    free(conn);
+}
+
+redisAsyncContext *redis_conn_context(const struct redis_conn *conn)
+{
+    return conn->ac;
+}
+
+void *redis_conn_owner(const redisAsyncContext *ac)
+{
+    const struct redis_conn *conn = ac->data;
+
+    return conn ? conn->owner : NULL;
+}
+
+bool redis_conn_is_ready(const struct redis_conn *conn)
+{
+    return conn->ac != NULL && conn->phase >= REDIS_CONN_PHASE_READY;
+}
+
+bool redis_conn_is_up(const struct redis_conn *conn)
+{
+    return conn->ac != NULL && conn->phase == REDIS_CONN_PHASE_UP;
+}
+
+int64_t redis_conn_keepalive_ms(const struct redis_conn *conn)
+{
+    return conn->keepalive_ms;
+}
+
+const char *redis_conn_where(const struct redis_conn *conn)
+{
+    return conn->where;
+}

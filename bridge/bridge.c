@@ -23,6 +23,7 @@
 #include "bridge/lastvalue.h"
 #include "bridge/log.h"
 #include "bridge/message.h"
+#include "bridge/persist.h"
 #include "bridge/reload.h"
 #include "bridge/route.h"
 #include "bridge/server.h"
@@ -65,6 +66,7 @@ static int bridge_sink_deliver(void *ctx, struct source *src,
 {
     struct bridge *b = ctx;
     struct source_metrics *sm = &b->metrics.sources[src->index];
+    int stored;
 
     if (b->draining) {
         message_unref(msg);
@@ -79,12 +81,15 @@ static int bridge_sink_deliver(void *ctx, struct source *src,
         message_unref(msg);
         return -1;
     }
-    if (history_append(b->history, msg) < 0)
+    /* persist_append takes the reference; the history keeps msg alive
+     * through the dispatch below (the newest entry is never evicted). */
+    stored = persist_append(b, msg);
+    if (stored < 0)
         return -1;
     lastvalue_put(b->lastvalue, msg);
     sm->received++;
     feed_dispatch(b, msg);
-    return 0;
+    return stored == 0 ? 0 : -1;
 }
 
 static void bridge_sink_state_changed(void *ctx, struct source *src)
@@ -149,7 +154,7 @@ static void bridge_on_tick(evutil_socket_t fd, short what, void *arg)
     struct bridge *b = arg;
     int64_t now = bridge_now_ms();
 
-    history_expire(b->history, now);
+    persist_expire(b, now);
     for (struct stream *s = b->streams; s != NULL; s = s->next)
         stream_tick(s, now);
 }
@@ -252,7 +257,6 @@ struct bridge *bridge_new(struct config *cfg, struct route_table *routes,
     if (config_path != NULL && (b->config_path = strdup(config_path)) == NULL)
         goto fail;
     if ((b->base = event_base_new()) == NULL ||
-        (b->history = history_new(&cfg->history, now)) == NULL ||
         (b->lastvalue = lastvalue_new(cfg->history.max_events,
                                       cfg->history.max_bytes)) == NULL ||
         (b->index = topic_index_new()) == NULL ||
@@ -261,6 +265,8 @@ struct bridge *bridge_new(struct config *cfg, struct route_table *routes,
         metrics_init(&b->metrics, cfg->nsources) < 0 ||
         (b->reap_ev = event_new(b->base, -1, 0, bridge_on_reap, b)) == NULL ||
         (b->drain_ev = evtimer_new(b->base, bridge_on_drain_poll, b)) == NULL)
+        goto fail;
+    if (persist_open(b, now, err, errlen) < 0)
         goto fail;
     if ((b->auth = auth_new(cfg, err, errlen)) == NULL)
         goto fail;
@@ -305,7 +311,7 @@ int bridge_start(struct bridge *b, char *err, size_t errlen)
             return -1;
         }
     }
-    if (bridge_start_timers(b) < 0) {
+    if (bridge_start_timers(b) < 0 || persist_start(b) < 0) {
         snprintf(err, errlen, "cannot set up timers and signals");
         return -1;
     }
@@ -348,8 +354,8 @@ void bridge_free(struct bridge *b)
     if (b->zscratch != NULL)
         evbuffer_free(b->zscratch);
     topic_index_free(b->index);
+    persist_close(b);
     lastvalue_free(b->lastvalue);
-    history_free(b->history);
     auth_free(b->auth);
     metrics_free(&b->metrics);
     route_table_free(b->routes);

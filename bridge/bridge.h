@@ -31,6 +31,7 @@ struct event_base;
 struct evbuffer;
 struct feed;
 struct history;
+struct journal;
 struct lastvalue;
 struct route_table;
 struct server;
@@ -42,7 +43,9 @@ struct bridge {
     struct config *cfg;           /* owned */
     struct route_table *routes;   /* owned; built from cfg */
     struct auth *auth;            /* owned */
-    struct history *history;      /* owned */
+    struct history *history;      /* owned (see persist.h) */
+    struct journal *journal;      /* owned; NULL without history.dir */
+    struct event *sync_ev;        /* fsync: batch timer */
     struct lastvalue *lastvalue;  /* owned: latest per topic (snapshots) */
     struct topic_index *index;    /* owned: (source, pattern) -> feed */
     struct source *sources;       /* owned; cfg->nsources entries */

@@ -44,7 +44,8 @@ static size_t history_base36(uint64_t v, char *out)
     return n;
 }
 
-struct history *history_new(const struct history_config *cfg, int64_t now_ms)
+struct history *history_new(const struct history_config *cfg,
+                            int64_t epoch_ms)
 {
     struct history *h = calloc(1, sizeof(*h));
 
@@ -52,7 +53,7 @@ struct history *history_new(const struct history_config *cfg, int64_t now_ms)
         return NULL;
     h->cfg = *cfg;
     h->cfg.dir = NULL;
-    h->epoch_len = history_base36((uint64_t)now_ms, h->epoch);
+    h->epoch_len = history_base36((uint64_t)epoch_ms, h->epoch);
     h->capacity = HISTORY_MIN_CAPACITY;
     h->ring = calloc(h->capacity, sizeof(*h->ring));
     if (h->ring == NULL) {
@@ -124,6 +125,20 @@ int history_append(struct history *h, struct message *msg)
     while (h->bytes > h->cfg.max_bytes && h->first_seq < msg->seq)
         history_evict_oldest(h);
     return 0;
+}
+
+int history_restore(struct history *h, struct message *msg)
+{
+    if (msg->seq < h->next_seq) {
+        message_unref(msg);
+        return -1;
+    }
+    if (msg->seq > h->next_seq) {
+        while (h->first_seq < h->next_seq)
+            history_evict_oldest(h);
+        h->first_seq = h->next_seq = msg->seq;
+    }
+    return history_append(h, msg); /* gives it seq == next_seq */
 }
 
 void history_expire(struct history *h, int64_t now_ms)

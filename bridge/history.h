@@ -27,10 +27,12 @@ struct message;
 struct history;
 
 /*
- * Returns a new, empty history with limits from cfg (copied) and an epoch
- * from now_ms, or NULL on ENOMEM. Free with history_free.
+ * Returns a new, empty history with limits from cfg (copied) and the id
+ * epoch epoch_ms (the start time, or the journal's stored epoch), or NULL
+ * on ENOMEM. Free with history_free.
  */
-struct history *history_new(const struct history_config *cfg, int64_t now_ms);
+struct history *history_new(const struct history_config *cfg,
+                            int64_t epoch_ms);
 
 /* Releases every stored message and the history. */
 void history_free(struct history *h);
@@ -41,6 +43,15 @@ void history_free(struct history *h);
  * itself). Returns 0, or -1 on ENOMEM (the reference is then dropped).
  */
 int history_append(struct history *h, struct message *msg);
+
+/*
+ * Appends a message restored from the journal at start-up, keeping the
+ * seq the caller set (greater than any stored). A gap before it (records
+ * lost on disk) is treated like eviction: what came before is dropped, so
+ * a resume from there gets a reset rather than a silent hole. Takes over
+ * the caller's reference. Returns 0, or -1 (reference dropped).
+ */
+int history_restore(struct history *h, struct message *msg);
 
 /* Evicts entries older than max_age at now_ms. */
 void history_expire(struct history *h, int64_t now_ms);

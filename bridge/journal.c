@@ -754,9 +754,14 @@ static int journal_write(struct journal *j, size_t len)
     } while (n < 0 && errno == EINTR);
     if (n == (ssize_t)len)
         return 0;
-    journal_fail(j, "write failed", n < 0 ? errno : ENOSPC);
-    if (n > 0)
-        journal_untear(j);
+    if (n < 0) {
+        journal_fail(j, "write failed", errno);
+        return -1;
+    }
+    /* A short write to a regular file means the disk or file size limit
+     * was hit (ENOSPC, EFBIG): cut the partial record off. */
+    journal_fail(j, "short write", ENOSPC);
+    journal_untear(j);
     return -1;
 }
 

@@ -12,7 +12,8 @@
 # that is taken (say, by Debian's own redis-server service) is replaced
 # by a free one, and the config gets it through ${VAR} expansion. All
 # state and logs live in one temporary directory, removed at exit
-# (KEEP_STATE=1 keeps it). Every process started here is stopped on exit.
+# (kept, and named, on a failure or with KEEP_STATE=1). Every process
+# started here is stopped on exit. SLUICE_BIN runs another sluice binary.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)

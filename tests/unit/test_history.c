@@ -178,6 +178,57 @@ static void test_grows_past_initial_capacity(void **state)
     history_free(h);
 }
 
+static struct message *test_msg_seq(uint64_t seq)
+{
+    struct message *m = test_msg("t", "p", T0);
+    m->seq = seq;
+    return m;
+}
+
+static void test_restore_keeps_seqs_and_epoch(void **state)
+{
+    struct history_config c = test_cfg(100, 1 << 20, 0);
+    struct history *h = history_new(&c, T0);
+    struct history *again = history_new(&c, T0);
+    char id[MESSAGE_ID_MAX];
+    uint64_t seq;
+
+    /* A journal whose oldest segments were trimmed starts at seq 40. */
+    for (uint64_t s = 40; s <= 45; s++)
+        assert_int_equal(history_restore(h, test_msg_seq(s)), 0);
+    assert_int_equal(history_first_seq(h), 40);
+    assert_int_equal(history_next_seq(h), 46);
+    /* Same epoch: an id issued before the restart is found again. */
+    history_format_id(again, 42, id, sizeof(id));
+    assert_int_equal(history_find(h, id, strlen(id), &seq), HISTORY_FOUND);
+    assert_int_equal(seq, 42);
+    /* New appends continue the sequence. */
+    assert_int_equal(history_append(h, test_msg("t", "p", T0)), 0);
+    assert_non_null(history_at(h, 46));
+    history_free(h);
+    history_free(again);
+}
+
+static void test_restore_gap_acts_as_eviction(void **state)
+{
+    struct history_config c = test_cfg(100, 1 << 20, 0);
+    struct history *h = history_new(&c, T0);
+    char id[MESSAGE_ID_MAX];
+    uint64_t seq;
+
+    history_restore(h, test_msg_seq(1));
+    history_restore(h, test_msg_seq(2));
+    /* Records 3..9 were lost on disk. */
+    assert_int_equal(history_restore(h, test_msg_seq(10)), 0);
+    assert_int_equal(history_first_seq(h), 10);
+    assert_int_equal(history_count(h), 1);
+    history_format_id(h, 2, id, sizeof(id));
+    assert_int_equal(history_find(h, id, strlen(id), &seq), HISTORY_EXPIRED);
+    /* A seq that goes backwards is refused. */
+    assert_int_equal(history_restore(h, test_msg_seq(5)), -1);
+    history_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -188,6 +239,8 @@ int main(void)
         cmocka_unit_test(test_expires_by_age),
         cmocka_unit_test(test_unknown_ids),
         cmocka_unit_test(test_grows_past_initial_capacity),
+        cmocka_unit_test(test_restore_keeps_seqs_and_epoch),
+        cmocka_unit_test(test_restore_gap_acts_as_eviction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

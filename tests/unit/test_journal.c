@@ -22,7 +22,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -890,6 +892,45 @@ static void test_foreign_files_ignored(void **state)
     free(b);
 }
 
+/*
+ * A write cut short (here by RLIMIT_FSIZE, as a full disk would) is
+ * truncated back, so the journal holds no torn record and goes on.
+ */
+static void test_short_write_undone(void **state)
+{
+    struct fixture *f = *state;
+    char *seg = segment_path(f->dir, 1);
+    struct rlimit old;
+    struct rlimit lim;
+    struct seen s = {0};
+    struct message *m = make_msg(4, "t/x", "0123456789", 10);
+    struct journal *j;
+    void (*old_handler)(int);
+
+    build_small(f->dir, 1, 3);
+    j = open_ok(f->dir, FSYNC_NEVER, T0, NULL);
+    assert_int_equal(journal_replay(j, NULL, NULL), 0);
+
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 3 * SMALL_RECORD + 20;
+    old_handler = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    assert_int_equal(journal_append(j, m, "src"), -1);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, old_handler);
+    assert_int_equal(file_size(seg), 3 * SMALL_RECORD);
+
+    assert_int_equal(journal_append(j, m, "src"), 0);
+    journal_close(j);
+    replay_dir(f->dir, &s, 0);
+    assert_seqs(&s, 1, 4);
+    assert_string_equal(s.msgs[3]->payload, "0123456789");
+    seen_free(&s);
+    message_unref(m);
+    free(seg);
+}
+
 /* ------------------------------------------------------------------ */
 /* Replay stopped by the callback                                      */
 /* ------------------------------------------------------------------ */
@@ -968,6 +1009,7 @@ int main(void)
         T(test_seq_not_increasing),
         T(test_garbage_segment),
         T(test_foreign_files_ignored),
+        T(test_short_write_undone),
         T(test_callback_stops),
         T(test_dirty_flag),
     };

@@ -1,0 +1,445 @@
+#!/usr/bin/env bash
+# bench.sh - the fan-out benchmark: sluice against nginx + nchan on the
+# same machine, same workloads, same load generator (tests/bench/loadgen.c).
+# What each figure means: tests/bench/README.md.
+#
+#   bench.sh                    every workload on both servers, then a table
+#   bench.sh --workloads W1,IDLE   a subset (W1 W2 IDLE W4)
+#   bench.sh --smoke            tiny sluice-only run for CI (exit 1 on any loss)
+#   bench.sh --profile          perf profile of sluice under W2 (top symbols)
+#
+# Environment: SLUICE_BIN, LOADGEN (default: build/ of the repository),
+# NGINX (default nginx), NCHAN_MODULE (default Debian's path), DURATION
+# (seconds per publishing workload, default 20), KEEP=1 keeps the work dir.
+#
+# Every server (redis-server, sluice, nginx) is started here on a free
+# loopback port with a generated config in a temporary directory, one
+# set per workload so each starts clean, and everything is stopped on exit.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+SLUICE_BIN=${SLUICE_BIN:-$root/build/sluice}
+LOADGEN=${LOADGEN:-$root/build/tests/loadgen}
+NGINX=${NGINX:-nginx}
+NCHAN_MODULE=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
+DURATION=${DURATION:-20}
+
+mode=full
+workloads="W1,W2,IDLE,W4"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smoke) mode=smoke ;;
+        --profile) mode=profile ;;
+        --workloads) workloads=$2; shift ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        *) echo "bench.sh: unknown argument $1" >&2; exit 1 ;;
+    esac
+    shift
+done
+
+for bin in "$SLUICE_BIN" "$LOADGEN"; do
+    [ -x "$bin" ] || { echo "bench.sh: $bin is not built" >&2; exit 1; }
+done
+command -v redis-server >/dev/null || { echo "bench.sh: redis-server missing" >&2; exit 1; }
+
+# Streams need file descriptors on both sides; children inherit this.
+ulimit -n "$(ulimit -Hn)"
+
+work=$(mktemp -d /tmp/sluice-bench.XXXXXX)
+results=$work/results
+: >"$results"
+pids=()
+
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ "${KEEP:-0}" = 1 ]; then
+        echo "bench.sh: kept $work" >&2
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    perl -MIO::Socket::INET -e \
+        'print IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0)->sockport'
+}
+
+# Stops one server started by this script (TERM, then KILL after 10 s).
+stop_pid() {
+    local pid=$1 i
+    if ! kill "$pid" 2>/dev/null; then
+        wait "$pid" 2>/dev/null || true
+        forget_pid "$pid"
+        return 0
+    fi
+    for i in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    forget_pid "$pid"
+}
+
+# Drops a stopped pid from the cleanup list, so a reused pid is never hit.
+forget_pid() {
+    local keep=() p
+    for p in "${pids[@]}"; do
+        [ "$p" = "$1" ] || keep+=("$p")
+    done
+    pids=("${keep[@]}")
+}
+
+# wait_http URL: until the URL answers at all (any status), at most 10 s.
+wait_http() {
+    local i
+    for i in $(seq 100); do
+        if curl -s -o /dev/null -m 1 "$1"; then return 0; fi
+        sleep 0.1
+    done
+    echo "bench.sh: $1 did not answer" >&2
+    return 1
+}
+
+start_redis() {
+    redis_port=$(free_port)
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save '' \
+        --appendonly no --protected-mode no --logfile "$work/redis.log" \
+        --daemonize no &
+    redis_pid=$!
+    pids+=("$redis_pid")
+    local i
+    for i in $(seq 100); do
+        redis-cli -p "$redis_port" ping >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "bench.sh: redis-server did not start" >&2
+    return 1
+}
+
+# start_sluice bench|dev: /bench/{ch} -> src:{ch}, or /dev/{id} ->
+# src:devices/{id} (one Redis channel per device).
+start_sluice() {
+    local route topic
+    if [ "$1" = dev ]; then
+        route='/dev/{id}'; topic='src:devices/{id}'
+    else
+        route='/bench/{ch}'; topic='src:{ch}'
+    fi
+    sluice_port=$(free_port)
+    cat >"$work/sluice.yaml" <<EOF
+listen: 127.0.0.1:$sluice_port
+sources:
+  - name: src
+    type: redis
+    url: redis://127.0.0.1:$redis_port
+routes:
+  - path: "$route"
+    topics: ["$topic"]
+history:
+  max_events: 100000
+stream:
+  max_connections: 25000
+  heartbeat: 15s
+logging: {level: warn}
+EOF
+    "$SLUICE_BIN" -c "$work/sluice.yaml" 2>>"$work/sluice.log" &
+    sluice_pid=$!
+    pids+=("$sluice_pid")
+    local i
+    for i in $(seq 100); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' -m 1 \
+            "http://127.0.0.1:$sluice_port/readyz")" = 200 ] && return 0
+        sleep 0.1
+    done
+    echo "bench.sh: sluice not ready; its log:" >&2
+    tail -20 "$work/sluice.log" >&2
+    return 1
+}
+
+start_nchan() {
+    nginx_port=$(free_port)
+    local dir=$work/nginx user=""
+    mkdir -p "$dir/tmp"
+    # As root the master would hand the worker to nobody, who cannot
+    # enter the private work dir.
+    [ "$(id -u)" = 0 ] && user="user root;"
+    cat >"$dir/nginx.conf" <<EOF
+load_module $NCHAN_MODULE;
+$user
+worker_processes 1;
+worker_rlimit_nofile 25000;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events {
+    worker_connections 25000;
+    multi_accept on;
+}
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    nchan_shared_memory_size 512m;
+    server {
+        listen 127.0.0.1:$nginx_port backlog=4096;
+        location ~ ^/sub/(.+)\$ {
+            nchan_subscriber eventsource;
+            nchan_channel_id \$1;
+            nchan_subscriber_timeout 0;
+        }
+        location ~ ^/pub/(.+)\$ {
+            nchan_publisher;
+            nchan_channel_id \$1;
+            nchan_message_buffer_length 100;
+            nchan_message_timeout 60s;
+        }
+    }
+}
+EOF
+    "$NGINX" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' 2>>"$dir/stderr.log" &
+    nginx_pid=$!
+    pids+=("$nginx_pid")
+    wait_http "http://127.0.0.1:$nginx_port/"
+    nginx_worker=$(pgrep -P "$nginx_pid" | head -1)
+    [ -n "$nginx_worker" ] || { echo "bench.sh: no nginx worker" >&2; return 1; }
+}
+
+# run_loadgen LABEL WORKLOAD ARGS...: one loadgen run; its RESULT line is
+# kept for the table, its human line shown.
+run_loadgen() {
+    local label=$1 workload=$2 out
+    shift 2
+    out=$(timeout 300 "$LOADGEN" --label "$label" --workload "$workload" "$@") || {
+        echo "bench.sh: loadgen failed ($label $workload): $out" >&2
+        return 1
+    }
+    grep '^RESULT ' <<<"$out" >>"$results"
+    grep -v '^RESULT ' <<<"$out"
+}
+
+# sluice_run WORKLOAD ROUTE LOADGEN-ARGS...: fresh redis + sluice, one run.
+sluice_run() {
+    local workload=$1 route=$2 path pub
+    shift 2
+    start_redis
+    start_sluice "$route"
+    if [ "$route" = dev ]; then path='/dev/%d'; pub='devices/%d'
+    else path='/bench/t%d'; pub='t%d'; fi
+    local pubargs=(--pub "redis://127.0.0.1:$redis_port" --pub-topic "$pub")
+    [ "$workload" = IDLE ] && pubargs=()
+    run_loadgen sluice "$workload" --sub "http://127.0.0.1:$sluice_port$path" \
+        "${pubargs[@]}" --pid "$sluice_pid" --bus-pid "$redis_pid" "$@" || true
+    stop_pid "$sluice_pid"
+    stop_pid "$redis_pid"
+}
+
+# nchan_run WORKLOAD PREFIX LOADGEN-ARGS...: fresh nginx, one run.
+nchan_run() {
+    local workload=$1 prefix=$2
+    shift 2
+    start_nchan
+    local pubargs=(--pub "http://127.0.0.1:$nginx_port" --pub-topic "/pub/$prefix%d")
+    [ "$workload" = IDLE ] && pubargs=()
+    run_loadgen nchan "$workload" --sub "http://127.0.0.1:$nginx_port/sub/$prefix%d" \
+        "${pubargs[@]}" --pid "$nginx_worker" "$@" || true
+    if grep -q -i 'setrlimit\|emerg\|alert' "$work/nginx/error.log" 2>/dev/null; then
+        echo "bench.sh: nginx error log:" >&2
+        tail -5 "$work/nginx/error.log" >&2
+    fi
+    stop_pid "$nginx_pid"
+}
+
+print_env() {
+    echo "date:    $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "machine: $(uname -srm), $(nproc) cores," \
+        "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)," \
+        "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)," \
+        "open files $(ulimit -n)"
+    echo "sluice:  $("$SLUICE_BIN" --version 2>&1 | head -1)" \
+        "(git $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+    echo "nginx:   $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')," \
+        "nchan $(dpkg-query -W -f '${Version}' libnginx-mod-nchan 2>/dev/null || echo '?')"
+    echo "redis:   $(redis-server --version | awk '{print $3}')"
+    echo "libevent $(pkg-config --modversion libevent 2>/dev/null || echo '?')," \
+        "loadgen: one process, one thread"
+}
+
+# ---- the table
+
+# val LABEL WORKLOAD KEY: a value from the RESULT lines ("-" if absent).
+val() {
+    awk -v l="$1" -v w="$2" -v k="$3" '
+        $0 ~ " label=" l " " && $0 ~ " workload=" w " " {
+            for (i = 2; i <= NF; i++) {
+                split($i, kv, "=")
+                if (kv[1] == k) v = kv[2]
+            }
+        }
+        END { print (v == "" ? "-" : v) }' "$results"
+}
+
+# row WORKLOAD TITLE KEY [SCALE]: sluice, nchan and the ratio for one key.
+row() {
+    local w=$1 title=$2 key=$3 scale=${4:-1} s n
+    s=$(val sluice "$w" "$key")
+    n=$(val nchan "$w" "$key")
+    awk -v t="$title" -v s="$s" -v n="$n" -v f="$scale" 'BEGIN {
+        fs = (s == "-") ? "-" : sprintf("%.2f", s * f)
+        fn = (n == "-") ? "-" : sprintf("%.2f", n * f)
+        r = (s == "-" || n == "-" || n + 0 == 0) ? "-" : sprintf("%.2f", s / n)
+        sub(/\.00$/, "", fs); sub(/\.00$/, "", fn)
+        printf "  %-30s %14s %14s %10s\n", t, fs, fn, r
+    }'
+}
+
+# counts WORKLOAD: streams ok, delivered/expected, missing, dups (no ratio).
+counts() {
+    local w=$1 l
+    for l in sluice nchan; do
+        printf '%s\n' "$(val $l "$w" ok)/$(val $l "$w" conns) $(val $l "$w" delivered)/$(val $l "$w" expected) $(val $l "$w" missing) $(val $l "$w" dups)"
+    done | awk '{ s[NR] = $0; split($0, f, " "); ok[NR] = f[1]; de[NR] = f[2]; mi[NR] = f[3]; du[NR] = f[4] }
+        END {
+            printf "  %-30s %14s %14s\n", "streams ok", ok[1], ok[2]
+            printf "  %-30s %14s %14s\n", "delivered/expected", de[1], de[2]
+            printf "  %-30s %14s %14s\n", "missing / dup", mi[1] " / " du[1], mi[2] " / " du[2]
+        }'
+}
+
+latency_rows() {
+    row "$1" "latency p50 (ms)" p50_us 0.001
+    row "$1" "latency p90 (ms)" p90_us 0.001
+    row "$1" "latency p99 (ms)" p99_us 0.001
+    row "$1" "latency max (ms)" max_us 0.001
+}
+
+print_table() {
+    echo
+    echo "== results (ratio = sluice / nchan; lower is better for CPU, memory, latency)"
+    printf "  %-30s %14s %14s %10s\n" "" sluice nchan ratio
+    local w
+    for w in W1 W2; do
+        grep -q "workload=$w " "$results" || continue
+        local rate=10; [ "$w" = W2 ] && rate=50
+        echo "$w: 5000 streams on 1 topic, $rate events/s, 128 B, ${DURATION} s"
+        counts "$w"
+        latency_rows "$w"
+        row "$w" "server CPU per delivery (us)" cpu_per_delivery_us
+        row "$w" "server CPU (% of 1 core)" server_cpu_pct
+        row "$w" "deliveries/s" deliveries_per_s
+        row "$w" "loadgen CPU (% of 1 core)" client_cpu_pct
+        row "$w" "redis CPU (s, sluice's bus)" bus_cpu_s
+    done
+    if grep -q "workload=IDLE " "$results"; then
+        echo "IDLE: 19000 open streams, no events"
+        counts IDLE
+        row IDLE "server RSS before (MiB)" rss_before_kib 0.0009765625
+        row IDLE "server RSS open (MiB)" rss_open_kib 0.0009765625
+        row IDLE "RSS per stream (bytes)" rss_per_stream_b
+    fi
+    for w in W4-1k W4-10k; do
+        grep -q "workload=$w " "$results" || continue
+        echo "$w: ${w#W4-} streams, one topic each, 5000 events/s round robin, ${DURATION} s"
+        counts "$w"
+        latency_rows "$w"
+        row "$w" "server CPU per event (us)" cpu_per_event_us
+        row "$w" "server CPU (% of 1 core)" server_cpu_pct
+        row "$w" "RSS per stream (bytes)" rss_per_stream_b
+    done
+}
+
+# ---- modes
+
+run_smoke() {
+    start_redis
+    start_sluice bench
+    local out rc=0
+    out=$(timeout 25 "$LOADGEN" --label sluice --workload smoke \
+        --sub "http://127.0.0.1:$sluice_port/bench/t%d" \
+        --pub "redis://127.0.0.1:$redis_port" --pub-topic 't%d' \
+        --conns 200 --rate 20 --duration 2 --drain 3 --pid "$sluice_pid" \
+        --check) || rc=$?
+    echo "$out"
+    if [ "$rc" != 0 ]; then
+        echo "bench.sh --smoke: FAILED (loadgen status $rc); sluice log:" >&2
+        tail -20 "$work/sluice.log" >&2
+        exit 1
+    fi
+    echo "bench.sh --smoke: ok"
+}
+
+# perf profile of sluice during W2: 10 s of samples in the publish phase.
+run_profile() {
+    command -v perf >/dev/null || { echo "bench.sh: perf missing" >&2; exit 1; }
+    start_redis
+    start_sluice bench
+    "$LOADGEN" --label sluice --workload W2-profile \
+        --sub "http://127.0.0.1:$sluice_port/bench/t%d" \
+        --pub "redis://127.0.0.1:$redis_port" --pub-topic 't%d' \
+        --conns 5000 --rate 50 --duration 16 --pid "$sluice_pid" >"$work/lg.out" &
+    local lg=$!
+    pids+=("$lg")
+    sleep 5 # ramp (2.5 s) + settle (1 s) + margin
+    perf record -F 999 -e cpu-clock -g -p "$sluice_pid" -o "$work/perf.data" \
+        -- sleep 10 2>"$work/perf.log" || { cat "$work/perf.log" >&2; exit 1; }
+    wait "$lg" || true
+    cat "$work/lg.out"
+    echo "== top symbols by self time (perf, cpu-clock, 10 s of W2)"
+    perf report -i "$work/perf.data" --no-children --stdio --sort dso,symbol \
+        2>/dev/null | grep -v '^$' | grep -v '^#' | grep '%' | head -25
+    echo "== top symbols with callers"
+    perf report -i "$work/perf.data" --no-children --stdio --sort symbol \
+        -G --percent-limit 3 2>/dev/null | grep -v '^$' | grep -v '^#' | head -120
+}
+
+run_full() {
+    print_env
+    command -v "$NGINX" >/dev/null && [ -f "$NCHAN_MODULE" ] || {
+        echo "bench.sh: nginx or $NCHAN_MODULE missing" >&2; exit 1; }
+    local d=$DURATION
+    case ",$workloads," in *,W1,*)
+        echo "== W1"
+        sluice_run W1 bench --conns 5000 --rate 10 --duration "$d"
+        nchan_run W1 t --conns 5000 --rate 10 --duration "$d"
+    esac
+    case ",$workloads," in *,W2,*)
+        echo "== W2"
+        sluice_run W2 bench --conns 5000 --rate 50 --duration "$d"
+        nchan_run W2 t --conns 5000 --rate 50 --duration "$d"
+    esac
+    case ",$workloads," in *,IDLE,*)
+        echo "== IDLE"
+        sluice_run IDLE bench --conns 19000 --idle 5
+        nchan_run IDLE t --conns 19000 --idle 5
+    esac
+    case ",$workloads," in *,W4,*)
+        echo "== W4"
+        local n
+        for n in 1000 10000; do
+            sluice_run "W4-$((n / 1000))k" dev --conns "$n" --topics "$n" \
+                --rate 5000 --duration "$d"
+            nchan_run "W4-$((n / 1000))k" dev --conns "$n" --topics "$n" \
+                --rate 5000 --duration "$d" --pub-conns 8
+        done
+    esac
+    print_table
+}
+
+case "$mode" in
+    smoke) run_smoke ;;
+    profile) run_profile ;;
+    full) run_full ;;
+esac
