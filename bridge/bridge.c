@@ -74,10 +74,11 @@ static int bridge_sink_deliver(void *ctx, struct source *src,
     }
     if (msg->payload_len > b->cfg->max_payload) {
         sm->too_large++;
-        log_warn("source %s: dropped a %zu-byte message on '%.64s' "
-                 "(max_payload %llu)",
-                 src->cfg->name, msg->payload_len, msg->topic,
-                 (unsigned long long)b->cfg->max_payload);
+        log_limited(LOG_WARN, 10000,
+                    "source %s: dropped a %zu-byte message on '%.64s' "
+                    "(max_payload %llu)",
+                    src->cfg->name, msg->payload_len, msg->topic,
+                    (unsigned long long)b->cfg->max_payload);
         message_unref(msg);
         return -1;
     }

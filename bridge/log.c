@@ -10,10 +10,20 @@
 #include <sys/time.h>
 #include <time.h>
 
+#define LOG_LIMIT_SLOTS 16
+
+/* One rate-limited call site. */
+struct log_limit {
+    const char *fmt;     /* identifies the call site */
+    int64_t last_ms;
+    unsigned suppressed;
+};
+
 static struct {
     enum log_level level;
     enum log_format format;
-} log_settings = {LOG_INFO, LOG_FORMAT_TEXT};
+    struct log_limit limits[LOG_LIMIT_SLOTS];
+} log_settings = {LOG_INFO, LOG_FORMAT_TEXT, {{0}}};
 
 static const char *log_level_names[] = {"debug", "info", "warn", "error"};
 
@@ -50,17 +60,17 @@ static void log_json_escape(FILE *f, const char *text)
     }
 }
 
-void log_msg(enum log_level level, const char *fmt, ...)
+static void log_vmsg(enum log_level level, const char *fmt, va_list ap,
+                     unsigned suppressed)
 {
     char text[1024];
     char ts[64];
-    va_list ap;
+    int n;
 
-    if (level < log_settings.level)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
+    n = vsnprintf(text, sizeof(text), fmt, ap);
+    if (suppressed > 0 && n >= 0 && (size_t)n < sizeof(text))
+        snprintf(text + n, sizeof(text) - (size_t)n,
+                 " (%u similar lines suppressed)", suppressed);
     /* One record per line, whatever the message holds. */
     for (char *p = text; *p; p++)
         if (*p == '\n' || *p == '\r')
@@ -74,4 +84,54 @@ void log_msg(enum log_level level, const char *fmt, ...)
     } else {
         fprintf(stderr, "%s %s %s\n", ts, log_level_names[level], text);
     }
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (level < log_settings.level)
+        return;
+    va_start(ap, fmt);
+    log_vmsg(level, fmt, ap, 0);
+    va_end(ap);
+}
+
+static struct log_limit *log_limit_slot(const char *fmt)
+{
+    struct log_limit *oldest = &log_settings.limits[0];
+
+    for (int i = 0; i < LOG_LIMIT_SLOTS; i++) {
+        struct log_limit *l = &log_settings.limits[i];
+        if (l->fmt == fmt)
+            return l;
+        if (l->last_ms < oldest->last_ms)
+            oldest = l;
+    }
+    *oldest = (struct log_limit){fmt, 0, 0};
+    return oldest;
+}
+
+void log_limited(enum log_level level, int64_t interval_ms, const char *fmt,
+                 ...)
+{
+    struct log_limit *l;
+    struct timeval tv;
+    int64_t now;
+    va_list ap;
+
+    if (level < log_settings.level)
+        return;
+    gettimeofday(&tv, NULL);
+    now = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    l = log_limit_slot(fmt);
+    if (l->last_ms != 0 && now - l->last_ms < interval_ms) {
+        l->suppressed++;
+        return;
+    }
+    va_start(ap, fmt);
+    log_vmsg(level, fmt, ap, l->suppressed);
+    va_end(ap);
+    l->last_ms = now;
+    l->suppressed = 0;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "bridge/bridge.h"
@@ -122,6 +123,30 @@ static int main_load(const char *path, struct config **cfg,
     return 0;
 }
 
+/* File descriptors kept for brokers, the journal and the listener. */
+#define MAIN_FD_RESERVE 64
+
+/* Raises the soft open-file limit to the hard one: every stream is a
+ * socket. Warns when max_connections cannot fit under it. */
+static void main_raise_fd_limit(const struct config *cfg)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY &&
+        cfg->stream.max_connections + MAIN_FD_RESERVE > rl.rlim_cur)
+        log_warn("stream.max_connections (%llu) does not fit under the "
+                 "open-file limit (%llu): past it, accepts pause",
+                 (unsigned long long)cfg->stream.max_connections,
+                 (unsigned long long)rl.rlim_cur);
+}
+
 static int main_run(struct config *cfg, struct route_table *routes,
                     const char *path)
 {
@@ -130,6 +155,7 @@ static int main_run(struct config *cfg, struct route_table *routes,
     int rc;
 
     log_configure(cfg->log_level, cfg->log_format);
+    main_raise_fd_limit(cfg);
     if (path == NULL)
         log_info("no config file given: using the embedded default");
     if (!cfg->auth.present && !main_is_loopback(cfg->listen_host))

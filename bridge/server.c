@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <strings.h>
 
@@ -18,6 +19,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "auth/auth.h"
 #include "bridge/bridge.h"
@@ -33,6 +35,11 @@
 #define SERVER_TIMEOUT_S 10
 #define SERVER_MAX_ID_LEN 128
 #define SERVER_ALLOW "GET, HEAD, OPTIONS"
+
+/* After accept(2) fails for lack of file descriptors, the listener
+ * pauses this long: the pending connection stays in the backlog, so a
+ * level-triggered listener would otherwise spin on it. */
+#define SERVER_ACCEPT_PAUSE_MS 250
 
 struct server {
     struct bridge *bridge;
@@ -453,6 +460,33 @@ struct server *server_new(struct bridge *b)
     return srv;
 }
 
+static void server_on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    evconnlistener_enable(arg);
+}
+
+/*
+ * accept(2) failed. At the open-file limit (EMFILE/ENFILE) stop accepting
+ * for a moment instead of spinning, and say so at most every 10 s; other
+ * errors (a client that reset before accept) are not worth a line.
+ * libevent hands this callback evhttp's argument, not ours: it keeps no
+ * state of its own.
+ */
+static void server_on_accept_error(struct evconnlistener *listener, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    struct timeval pause = {0, SERVER_ACCEPT_PAUSE_MS * 1000};
+
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+        return;
+    log_limited(LOG_WARN, 10000,
+                "cannot accept connections: %s; pausing accepts",
+                strerror(err));
+    evconnlistener_disable(listener);
+    event_base_once(evconnlistener_get_base(listener), -1, EV_TIMEOUT,
+                    server_on_accept_resume, listener, &pause);
+}
+
 int server_listen(struct server *srv, char *err, size_t errlen)
 {
     const struct config *cfg = srv->bridge->cfg;
@@ -464,6 +498,8 @@ int server_listen(struct server *srv, char *err, size_t errlen)
                  cfg->listen_port);
         return -1;
     }
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(srv->socket),
+                                server_on_accept_error);
     return 0;
 }
 

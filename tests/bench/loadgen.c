@@ -141,6 +141,8 @@ struct loadgen_http_pub {
 struct loadgen_sample {
     uint64_t cpu_ticks; /* server utime+stime */
     uint64_t bus_ticks;
+    uint64_t busy_ticks; /* the whole machine, from /proc/stat */
+    uint64_t steal_ticks;
     int64_t self_us;    /* this process's user+system time */
     int64_t wall_ns;
 };
@@ -277,6 +279,25 @@ static uint64_t loadgen_server_rss(const struct loadgen *lg)
     return kib;
 }
 
+/* Busy (everything but idle and iowait) and steal ticks of the machine,
+ * summed over CPUs; zeros when /proc/stat cannot be read. */
+static void loadgen_proc_machine(uint64_t *busy, uint64_t *steal)
+{
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+
+    *busy = *steal = 0;
+    if (!f)
+        return;
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+                   &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n != 8)
+        return;
+    *busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    *steal = v[7];
+}
+
 static void loadgen_sample(const struct loadgen *lg, struct loadgen_sample *s)
 {
     struct rusage ru;
@@ -285,6 +306,7 @@ static void loadgen_sample(const struct loadgen *lg, struct loadgen_sample *s)
     for (unsigned i = 0; i < lg->o.npids; i++)
         s->cpu_ticks += loadgen_proc_cpu(lg->o.pids[i]);
     s->bus_ticks = lg->o.bus_pid > 0 ? loadgen_proc_cpu(lg->o.bus_pid) : 0;
+    loadgen_proc_machine(&s->busy_ticks, &s->steal_ticks);
     getrusage(RUSAGE_SELF, &ru);
     s->self_us = (int64_t)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec
                  + (int64_t)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec;
@@ -643,14 +665,13 @@ static void loadgen_http_reply(struct evhttp_request *req, void *arg)
         lg->pub_errors++;
 }
 
-/* Sends one HTTP publish on the least busy publisher connection. */
-static int loadgen_http_publish(struct loadgen *lg, const char *path,
-                                size_t len)
+/* Sends one HTTP publish for topic k. Each topic sticks to one
+ * keep-alive connection, which libevent serves in order, so the events
+ * of a topic reach the server in publish order. */
+static int loadgen_http_publish(struct loadgen *lg, unsigned k,
+                                const char *path, size_t len)
 {
-    struct loadgen_http_pub *hp = &lg->http[0];
-    for (unsigned i = 1; i < lg->o.pub_conns; i++)
-        if (lg->http[i].inflight < hp->inflight)
-            hp = &lg->http[i];
+    struct loadgen_http_pub *hp = &lg->http[k % lg->o.pub_conns];
     struct evhttp_request *req = evhttp_request_new(loadgen_http_reply, hp);
     if (!req)
         return -1;
@@ -681,7 +702,7 @@ static void loadgen_publish_one(struct loadgen *lg, uint64_t seq)
                                "PUBLISH %b %b", topic, (size_t)tlen,
                                lg->payload, len) == REDIS_OK ? 0 : -1;
     else if (lg->o.pub_kind == LOADGEN_PUB_HTTP)
-        rc = loadgen_http_publish(lg, topic, len);
+        rc = loadgen_http_publish(lg, k, topic, len);
     if (rc < 0) {
         lg->acked++;
         lg->pub_errors++;
@@ -847,52 +868,83 @@ static void loadgen_count_losses(const struct loadgen *lg, uint64_t *missing,
     }
 }
 
+/* The figures of the RESULT line; times in seconds over the window. */
+struct loadgen_summary {
+    uint64_t missing, dups;
+    unsigned open;
+    double window, cpu, bus, self, other, steal;
+    double p50, p90, p99, max; /* ms */
+};
+
+static void loadgen_summarize(const struct loadgen *lg, struct loadgen_summary *m)
+{
+    double tick_s = 1.0 / (double)sysconf(_SC_CLK_TCK);
+    const struct loadgen_sample *a = &lg->s0, *b = &lg->s1;
+
+    loadgen_count_losses(lg, &m->missing, &m->dups);
+    m->open = lg->streaming - lg->closed;
+    m->window = (double)(b->wall_ns - a->wall_ns) / 1e9;
+    m->cpu = (double)(b->cpu_ticks - a->cpu_ticks) * tick_s;
+    m->bus = (double)(b->bus_ticks - a->bus_ticks) * tick_s;
+    m->self = (double)(b->self_us - a->self_us) / 1e6;
+    m->steal = (double)(b->steal_ticks - a->steal_ticks) * tick_s;
+    /* Everything else the machine did meanwhile: other tenants, builds,
+     * kernel threads. A high value means the run was disturbed. */
+    m->other = (double)(b->busy_ticks - a->busy_ticks) * tick_s - m->cpu
+               - m->bus - m->self - m->steal;
+    if (m->other < 0)
+        m->other = 0;
+    m->p50 = loadgen_hist_quantile(lg, 0.50) / 1e6;
+    m->p90 = loadgen_hist_quantile(lg, 0.90) / 1e6;
+    m->p99 = loadgen_hist_quantile(lg, 0.99) / 1e6;
+    m->max = lg->lat_max_ns / 1e6;
+}
+
+/* Percent of one core over the window. */
+static double loadgen_pct(const struct loadgen_summary *m, double seconds)
+{
+    return m->window > 0 ? 100.0 * seconds / m->window : 0;
+}
+
 static void loadgen_report(const struct loadgen *lg)
 {
-    uint64_t missing, dups;
-    unsigned open = lg->streaming - lg->closed;
+    struct loadgen_summary m;
 
-    loadgen_count_losses(lg, &missing, &dups);
-    double tick_s = 1.0 / (double)sysconf(_SC_CLK_TCK);
-    double window = (double)(lg->s1.wall_ns - lg->s0.wall_ns) / 1e9;
-    double cpu = (double)(lg->s1.cpu_ticks - lg->s0.cpu_ticks) * tick_s;
-    double bus = (double)(lg->s1.bus_ticks - lg->s0.bus_ticks) * tick_s;
-    double self = (double)(lg->s1.self_us - lg->s0.self_us) / 1e6;
-    double per_delivery = lg->delivered ? cpu * 1e6 / (double)lg->delivered : 0;
-    double per_event = lg->sent ? cpu * 1e6 / (double)lg->sent : 0;
-    double rss_per_stream = open
-        ? ((double)lg->rss_open_kib - (double)lg->rss_before_kib) * 1024.0 / open
+    loadgen_summarize(lg, &m);
+    double per_delivery = lg->delivered ? m.cpu * 1e6 / (double)lg->delivered : 0;
+    double per_event = lg->sent ? m.cpu * 1e6 / (double)lg->sent : 0;
+    double rss_per_stream = m.open
+        ? ((double)lg->rss_open_kib - (double)lg->rss_before_kib) * 1024.0 / m.open
         : 0;
 
     printf("RESULT label=%s workload=%s conns=%u topics=%u ok=%u failed=%u"
            " closed=%u events=%" PRIu64 " pub_errors=%" PRIu64
            " expected=%" PRIu64 " delivered=%" PRIu64 " missing=%" PRIu64
-           " dups=%" PRIu64 " parse_errors=%" PRIu64
-           " p50_us=%.0f p90_us=%.0f p99_us=%.0f max_us=%.0f"
-           " window_s=%.2f deliveries_per_s=%.0f server_cpu_s=%.2f"
-           " server_cpu_pct=%.1f cpu_per_delivery_us=%.2f cpu_per_event_us=%.1f"
-           " bus_cpu_s=%.2f client_cpu_pct=%.1f rss_before_kib=%" PRIu64
-           " rss_open_kib=%" PRIu64 " rss_end_kib=%" PRIu64
-           " rss_per_stream_b=%.0f aborted=%d\n",
+           " dups=%" PRIu64 " parse_errors=%" PRIu64,
            lg->o.label, lg->o.workload, lg->o.conns, lg->o.topics,
            lg->streaming, lg->failed, lg->closed, lg->sent, lg->pub_errors,
-           lg->expected, lg->delivered, missing, dups, lg->parse_errors,
-           loadgen_hist_quantile(lg, 0.50) / 1e3,
-           loadgen_hist_quantile(lg, 0.90) / 1e3,
-           loadgen_hist_quantile(lg, 0.99) / 1e3, lg->lat_max_ns / 1e3,
-           window, window > 0 ? (double)lg->delivered / window : 0, cpu,
-           window > 0 ? 100.0 * cpu / window : 0, per_delivery, per_event, bus,
-           window > 0 ? 100.0 * self / window : 0, lg->rss_before_kib,
-           lg->rss_open_kib, lg->rss_end_kib, rss_per_stream, lg->aborted);
+           lg->expected, lg->delivered, m.missing, m.dups, lg->parse_errors);
+    printf(" p50_us=%.0f p90_us=%.0f p99_us=%.0f max_us=%.0f window_s=%.2f"
+           " deliveries_per_s=%.0f server_cpu_s=%.2f server_cpu_pct=%.1f"
+           " cpu_per_delivery_us=%.2f cpu_per_event_us=%.1f bus_cpu_s=%.2f"
+           " client_cpu_pct=%.1f other_cpu_pct=%.1f steal_pct=%.1f",
+           m.p50 * 1e3, m.p90 * 1e3, m.p99 * 1e3, m.max * 1e3, m.window,
+           m.window > 0 ? (double)lg->delivered / m.window : 0, m.cpu,
+           loadgen_pct(&m, m.cpu), per_delivery, per_event, m.bus,
+           loadgen_pct(&m, m.self), loadgen_pct(&m, m.other),
+           loadgen_pct(&m, m.steal));
+    printf(" rss_before_kib=%" PRIu64 " rss_open_kib=%" PRIu64
+           " rss_end_kib=%" PRIu64 " rss_per_stream_b=%.0f aborted=%d\n",
+           lg->rss_before_kib, lg->rss_open_kib, lg->rss_end_kib,
+           rss_per_stream, lg->aborted);
     printf("%s %s: %u/%u streams ok, %" PRIu64 "/%" PRIu64
            " delivered (missing %" PRIu64 ", dup %" PRIu64 "), latency p50 %.2f"
            " ms p99 %.2f ms max %.2f ms, server CPU %.2f s = %.2f us/delivery,"
-           " RSS +%.0f B/stream\n",
+           " RSS +%.0f B/stream, loadgen %.0f%%, other %.0f%%\n",
            lg->o.label, lg->o.workload, lg->streaming, lg->o.conns,
-           lg->delivered, lg->expected, missing, dups,
-           loadgen_hist_quantile(lg, 0.50) / 1e6,
-           loadgen_hist_quantile(lg, 0.99) / 1e6, lg->lat_max_ns / 1e6, cpu,
-           per_delivery, rss_per_stream);
+           lg->delivered, lg->expected, m.missing, m.dups, m.p50, m.p99,
+           m.max, m.cpu, per_delivery, rss_per_stream, loadgen_pct(&m, m.self),
+           loadgen_pct(&m, m.other));
     fflush(stdout);
 }
 

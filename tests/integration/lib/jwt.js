@@ -42,8 +42,8 @@ function signature(alg, key, signingInput) {
 /*
  * Mints a signed JWT. payload is the claims object (used as given: no
  * claim is added). opts.header: extra or overriding header fields, e.g.
- * {alg: 'hs256'} to claim another algorithm name than the one signed
- * with; opts.headerAlg is kept for that. Returns the compact token.
+ * {alg: 'hs256'} to name another algorithm than the one signed with.
+ * Returns the compact token.
  */
 function signJwt(alg, key, payload, opts = {}) {
     const header = { alg, typ: 'JWT', ...(opts.header || {}) };

@@ -1,0 +1,560 @@
+'use strict';
+/*
+ * stream_features.test.js - the stream settings of SPEC 3 `stream` and
+ * the stream behaviour of SPEC 4 against the real binary: gzip/deflate
+ * with a Z_SYNC_FLUSH per event, the padding comment, retry:, overload
+ * (max_connections), enabled: false, HEAD, HTTP/1.0 close-delimited
+ * streams, snapshots, and slow clients cut at max_pending that resume
+ * from the history without a gap.
+ *
+ * One redis-server is shared; each feature group runs its own sluice with
+ * the settings it needs, so the groups cannot disturb each other's
+ * counters and connection limits.
+ */
+const assert = require('node:assert/strict');
+const net = require('node:net');
+const zlib = require('node:zlib');
+const http = require('node:http');
+const { once } = require('node:events');
+const { after, before, describe, test } = require('node:test');
+const { httpRequest, openSse } = require('./lib/sse');
+const { sleep, waitFor, withTimeout } = require('./lib/procs');
+const { connectRedis, startRedis } = require('./lib/redis');
+const { startSluice, withLog } = require('./lib/sluice');
+const { assertIncreasing, contentFrames, parseEnvelope, uniquePayload } = require('./lib/fixtures');
+
+const RETRY_MS = 3000;
+const RETRY_OVERLOAD_MS = 7000;
+
+/*
+ * A config (without "listen:") for the redis source "cache" with the
+ * routes every group uses and `stream` settings from opts (YAML scalars:
+ * {compression, padding, maxConnections, maxPending}), plus optional
+ * history max_events.
+ */
+function featureConfig(redisPort, opts = {}) {
+    const lines = [
+        'sources:',
+        '  - name: cache',
+        '    type: redis',
+        `    url: redis://127.0.0.1:${redisPort}`,
+        'routes:',
+        '  - path: /c/{ch}',
+        '    topics: ["cache:c:{ch}"]',
+        '  - path: /off',
+        '    topics: ["cache:off"]',
+        '    enabled: false',
+        '  - path: /snap',
+        '    topics: ["cache:snap:*"]',
+        '    snapshot: true',
+        '  - path: /other',
+        '    topics: ["cache:other"]',
+        'stream:',
+        `  retry: ${RETRY_MS}ms`,
+        '  heartbeat: 15s',
+        `  retry_overload: ${RETRY_OVERLOAD_MS}ms`,
+    ];
+    if (opts.compression !== undefined) {
+        lines.push(`  compression: ${opts.compression}`);
+    }
+    if (opts.padding !== undefined) {
+        lines.push(`  padding: ${opts.padding}`);
+    }
+    if (opts.maxConnections !== undefined) {
+        lines.push(`  max_connections: ${opts.maxConnections}`);
+    }
+    if (opts.maxPending !== undefined) {
+        lines.push(`  max_pending: ${opts.maxPending}`);
+    }
+    if (opts.maxEvents !== undefined) {
+        lines.push('history:', `  max_events: ${opts.maxEvents}`);
+    }
+    lines.push('logging: {level: info, format: text}', '');
+    return lines.join('\n');
+}
+
+const ctx = { redis: null, pub: null };
+
+before(async () => {
+    ctx.redis = await startRedis();
+    ctx.pub = await connectRedis(ctx.redis.port);
+});
+
+after(async () => {
+    ctx.pub?.close();
+    await ctx.redis?.stop();
+});
+
+/*
+ * Registers before/after hooks for one sluice with featureConfig(opts) in
+ * the current describe block; returns {sluice} filled by the hook.
+ */
+function useSluice(opts) {
+    const own = { sluice: null };
+    before(async () => {
+        own.sluice = await startSluice(featureConfig(ctx.redis.port, opts));
+    });
+    after(async () => {
+        await own.sluice?.stop();
+    });
+    return own;
+}
+
+/* Opens a stream, checks 200 and waits for its retry frame. */
+async function open(sluice, path, headers) {
+    const c = await openSse(sluice.port, path, { headers });
+    assert.equal(c.status, 200, `GET ${path}: ${c.raw}`);
+    await c.waitForFrame((f) => f.retry !== null, 'the retry frame');
+    return c;
+}
+
+/* The value of one sample "SERIES VALUE" of /metrics, or null. */
+async function metric(sluice, series) {
+    const res = await httpRequest(sluice.port, '/metrics');
+    assert.equal(res.status, 200);
+    const line = res.body.split('\n').find((l) => l.startsWith(`${series} `));
+    return line === undefined ? null : Number(line.slice(series.length + 1));
+}
+
+/*
+ * A GET whose body is kept as raw (still compressed) bytes. Resolves once
+ * the headers arrived with {res, chunks(): Buffer, close()}.
+ */
+function openRaw(port, path, headers) {
+    return withTimeout(new Promise((resolve, reject) => {
+        const req = http.request({
+            host: '127.0.0.1', port, path, method: 'GET', agent: false,
+            headers: { Accept: 'text/event-stream', ...headers },
+        });
+        req.on('response', (res) => {
+            const parts = [];
+            res.on('data', (d) => parts.push(d));
+            res.on('error', () => {});
+            resolve({
+                res,
+                bytes: () => Buffer.concat(parts),
+                close: () => { req.destroy(); res.destroy(); },
+            });
+        });
+        req.on('error', reject);
+        req.end();
+    }), `response headers for ${path}`);
+}
+
+/*
+ * Decodes everything received so far with a sync-flush finish, so only
+ * data the server has flushed is visible: a frame is readable here
+ * exactly when the server sent a Z_SYNC_FLUSH (or finished) after it.
+ */
+function decodeSoFar(buf, encoding) {
+    const opts = { finishFlush: zlib.constants.Z_SYNC_FLUSH };
+    const out = encoding === 'gzip' ? zlib.gunzipSync(buf, opts) : zlib.inflateSync(buf, opts);
+    return out.toString('utf8');
+}
+
+/* Writes a raw HTTP request over net; returns {sock, text()} collecting
+ * everything received as latin1. */
+async function rawRequest(port, request) {
+    const sock = net.connect(port, '127.0.0.1');
+    const state = { text: '', ended: false };
+    sock.on('data', (d) => { state.text += d.toString('latin1'); });
+    sock.on('end', () => { state.ended = true; });
+    sock.on('close', () => { state.ended = true; });
+    sock.on('error', () => { state.ended = true; });
+    await once(sock, 'connect');
+    sock.write(request);
+    return { sock, state };
+}
+
+describe('compression', () => {
+    const own = useSluice({ compression: true });
+    const it = (name, fn) => test(name, withLog(() => own.sluice, fn));
+
+    /* Opens a compressed stream, waits for its retry frame, then checks
+     * that each published event decodes within 500 ms of its PUBLISH. */
+    async function assertFlushedPerEvent(encoding, acceptEncoding, channel) {
+        const s = await openRaw(own.sluice.port, `/c/${channel}`, { 'Accept-Encoding': acceptEncoding });
+        try {
+            assert.equal(s.res.statusCode, 200);
+            assert.equal(s.res.headers['content-encoding'], encoding);
+            assert.match(s.res.headers.vary || '', /accept-encoding/i);
+            assert.match(s.res.headers['content-type'], /^text\/event-stream/);
+            await waitFor(() => s.bytes().length > 0 &&
+                decodeSoFar(s.bytes(), encoding).startsWith(`retry: ${RETRY_MS}\n\n`),
+            `the compressed retry frame (${encoding})`);
+            for (let i = 0; i < 3; i++) {
+                const payload = uniquePayload({ encoding, i });
+                const t0 = Date.now();
+                await ctx.pub.publish(`c:${channel}`, payload);
+                const text = await waitFor(() => {
+                    const t = decodeSoFar(s.bytes(), encoding);
+                    return t.includes(`"payload":${payload}}\n\n`) && t;
+                }, `event ${i} to decode from the bytes received (Z_SYNC_FLUSH)`, 500, 5);
+                assert.ok(Date.now() - t0 <= 600, `event ${i} decoded after ${Date.now() - t0} ms`);
+                const frames = text.split('\n\n').filter((f) => f.startsWith('id: '));
+                assert.equal(frames.length, i + 1, `one frame per event: ${text}`);
+            }
+        } finally {
+            s.close();
+        }
+    }
+
+    it('gzip: Content-Encoding, Vary, and each event flushed on its own', async () => {
+        await assertFlushedPerEvent('gzip', 'gzip, deflate, br', 'gz');
+    });
+
+    it('gzip also decodes as a stream with zlib.createGunzip()', async () => {
+        const s = await openRaw(own.sluice.port, '/c/gzs', { 'Accept-Encoding': 'gzip' });
+        const gunzip = zlib.createGunzip({ flush: zlib.constants.Z_SYNC_FLUSH });
+        let text = '';
+        gunzip.on('data', (d) => { text += d.toString('utf8'); });
+        gunzip.on('error', () => {});
+        s.res.pipe(gunzip);
+        try {
+            assert.equal(s.res.headers['content-encoding'], 'gzip');
+            await waitFor(() => text.startsWith(`retry: ${RETRY_MS}\n\n`), 'the retry frame through createGunzip');
+            const payload = uniquePayload({ streamed: true });
+            await ctx.pub.publish('c:gzs', payload);
+            await waitFor(() => text.includes(`"payload":${payload}}\n\n`),
+                'the event through createGunzip without more data', 500, 5);
+        } finally {
+            s.res.unpipe(gunzip);
+            gunzip.destroy();
+            s.close();
+        }
+    });
+
+    it('deflate when only deflate is accepted (zlib format)', async () => {
+        await assertFlushedPerEvent('deflate', 'deflate', 'df');
+    });
+
+    it('gzip;q=0 refuses gzip: deflate is used when it is also offered', async () => {
+        await assertFlushedPerEvent('deflate', 'gzip;q=0, deflate', 'dq');
+    });
+
+    it('no compression without Accept-Encoding, with identity, or with gzip;q=0', async () => {
+        for (const accept of [undefined, 'identity', 'gzip;q=0', 'br']) {
+            const headers = accept === undefined ? {} : { 'Accept-Encoding': accept };
+            const c = await open(own.sluice, '/c/plain', headers);
+            try {
+                assert.equal(c.headers['content-encoding'], undefined, `Accept-Encoding: ${accept}`);
+                assert.ok(c.raw.startsWith(`retry: ${RETRY_MS}\n\n`), `plain body for ${accept}: ${JSON.stringify(c.raw)}`);
+                const payload = uniquePayload({ accept });
+                await ctx.pub.publish('c:plain', payload);
+                const [ev] = await c.waitForEvents(1);
+                assert.equal(JSON.stringify(parseEnvelope(ev, { topic: 'c:plain' }).payload), payload);
+            } finally {
+                c.close();
+            }
+        }
+    });
+
+    describe('with compression: false', () => {
+        const off = useSluice({ compression: false, padding: 2048 });
+        const itOff = (name, fn) => test(name, withLog(() => off.sluice, fn));
+
+        itOff('the stream is not compressed even when gzip is accepted', async () => {
+            const c = await open(off.sluice, '/c/nz', { 'Accept-Encoding': 'gzip, deflate' });
+            try {
+                assert.equal(c.headers['content-encoding'], undefined);
+                const payload = uniquePayload();
+                await ctx.pub.publish('c:nz', payload);
+                const [ev] = await c.waitForEvents(1);
+                assert.equal(JSON.stringify(parseEnvelope(ev).payload), payload);
+            } finally {
+                c.close();
+            }
+        });
+
+        itOff('padding: 2048 sends a 2048-byte ":" comment line before retry:', async () => {
+            const c = await open(off.sluice, '/c/pad');
+            try {
+                const nl = c.raw.indexOf('\n');
+                assert.equal(nl, 2048, 'the comment line is 2048 bytes before its newline');
+                assert.equal(c.raw.slice(0, 2048), `:${' '.repeat(2047)}`);
+                assert.ok(c.raw.slice(2049).startsWith(`retry: ${RETRY_MS}\n\n`),
+                    `retry: follows the padding: ${JSON.stringify(c.raw.slice(2049, 2100))}`);
+                const payload = uniquePayload();
+                await ctx.pub.publish('c:pad', payload);
+                const [ev] = await c.waitForEvents(1);
+                assert.equal(JSON.stringify(parseEnvelope(ev).payload), payload);
+            } finally {
+                c.close();
+            }
+        });
+    });
+});
+
+describe('retry, enabled: false, HEAD', () => {
+    const own = useSluice({});
+    const it = (name, fn) => test(name, withLog(() => own.sluice, fn));
+
+    it('retry: is stream.retry in milliseconds, in the first frame', async () => {
+        const c = await open(own.sluice, '/c/retry');
+        try {
+            assert.equal(c.frames[0].retry, RETRY_MS);
+            assert.ok(c.raw.startsWith(`retry: ${RETRY_MS}\n\n`), JSON.stringify(c.raw));
+        } finally {
+            c.close();
+        }
+    });
+
+    it('a route with enabled: false answers 204 with no body', async () => {
+        for (const method of ['GET', 'HEAD']) {
+            const res = await httpRequest(own.sluice.port, '/off', { method });
+            assert.equal(res.status, 204, method);
+            assert.equal(res.body, '');
+            assert.doesNotMatch(res.headers['content-type'] || '', /event-stream/);
+        }
+    });
+
+    it('HEAD on a route: 200, the stream headers, no body, no open stream', async () => {
+        const res = await httpRequest(own.sluice.port, '/c/head', { method: 'HEAD' });
+        assert.equal(res.status, 200);
+        assert.match(res.headers['content-type'], /^text\/event-stream/);
+        assert.equal(res.headers['cache-control'], 'no-store');
+        assert.equal(res.headers['x-accel-buffering'], 'no');
+        assert.equal(res.body, '');
+        await waitFor(async () => (await metric(own.sluice, 'sluice_connections')) === 0,
+            'sluice_connections 0 after HEAD');
+    });
+
+    it('HEAD /healthz: 200 and no body', async () => {
+        const res = await httpRequest(own.sluice.port, '/healthz', { method: 'HEAD' });
+        assert.equal(res.status, 200);
+        assert.equal(res.body, '');
+    });
+});
+
+describe('overload (max_connections: 2)', () => {
+    const own = useSluice({ maxConnections: 2 });
+    const it = (name, fn) => test(name, withLog(() => own.sluice, fn));
+
+    it('the third stream gets 200, retry: retry_overload, and is closed', async () => {
+        const a = await open(own.sluice, '/c/ov1');
+        const b = await open(own.sluice, '/c/ov2');
+        try {
+            const third = await openSse(own.sluice.port, '/c/ov3');
+            await third.waitForEnd();
+            assert.equal(third.status, 200);
+            assert.match(third.headers['content-type'], /^text\/event-stream/);
+            assert.equal(third.raw, `retry: ${RETRY_OVERLOAD_MS}\n\n`);
+            assert.ok(await metric(own.sluice, 'sluice_clients_dropped_total{reason="overload"}') >= 1);
+
+            /* The two open streams still work. */
+            const payload = uniquePayload();
+            await ctx.pub.publish('c:ov1', payload);
+            const [ev] = await a.waitForEvents(1);
+            assert.equal(JSON.stringify(parseEnvelope(ev).payload), payload);
+            assert.equal(b.ended, false);
+
+            /* After one closes, a new stream is accepted again. */
+            a.close();
+            const fresh = await waitFor(async () => {
+                const c = await openSse(own.sluice.port, '/c/ov4');
+                const first = await c.waitForFrame((f) => f.retry !== null, 'a retry frame');
+                if (first.retry === RETRY_MS) {
+                    return c;
+                }
+                c.close();
+                return null;
+            }, 'a stream accepted after one of the two closed', 5000, 100);
+            try {
+                assert.equal(fresh.ended, false);
+                const p2 = uniquePayload();
+                await ctx.pub.publish('c:ov4', p2);
+                const [ev2] = await fresh.waitForEvents(1);
+                assert.equal(JSON.stringify(parseEnvelope(ev2).payload), p2);
+            } finally {
+                fresh.close();
+            }
+        } finally {
+            a.close();
+            b.close();
+        }
+    });
+});
+
+describe('HTTP/1.0', () => {
+    test('a close-delimited stream, plain SSE, closed by the server on SIGTERM', async () => {
+        const sluice = await startSluice(featureConfig(ctx.redis.port, {}));
+        let conn = null;
+        try {
+            await withLog(() => sluice, async () => {
+                conn = await rawRequest(sluice.port,
+                    'GET /c/h10 HTTP/1.0\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n');
+                const { state } = conn;
+                await waitFor(() => state.text.includes(`retry: ${RETRY_MS}\n\n`), 'the retry frame over HTTP/1.0');
+                const payload = uniquePayload({ h10: true });
+                await ctx.pub.publish('c:h10', payload);
+                await waitFor(() => state.text.includes(`"payload":${payload}}\n\n`), 'the event over HTTP/1.0');
+                const sep = state.text.indexOf('\r\n\r\n');
+                const head = state.text.slice(0, sep);
+                const body = state.text.slice(sep + 4);
+                assert.match(head, /^HTTP\/1\.[01] 200 /);
+                assert.doesNotMatch(head, /^transfer-encoding:/im);
+                assert.match(head, /^content-type: text\/event-stream/im);
+                assert.match(body, new RegExp(`^retry: ${RETRY_MS}\\n\\nid: [^\\n]+\\ndata: \\{[^\\n]*\\}\\n\\n$`),
+                    `plain SSE text, no chunk framing: ${JSON.stringify(body)}`);
+                assert.equal(state.ended, false, 'the stream stays open');
+
+                await sluice.stop('SIGTERM');
+                await waitFor(() => state.ended, 'the server to close the HTTP/1.0 stream', 3000);
+                assert.match(state.text.slice(sep + 4 + body.length), /^retry: \d+\n\n$/,
+                    'a final retry frame, then the close');
+            })();
+        } finally {
+            conn?.sock.destroy();
+            await sluice.stop();
+        }
+    });
+});
+
+describe('snapshot', () => {
+    const own = useSluice({});
+    const it = (name, fn) => test(name, withLog(() => own.sluice, fn));
+
+    it('sends the latest event per topic oldest first, then the head id; ?snapshot=0 and resumes do not', async () => {
+        /* Observers: one on /snap without snapshot, one on /other. */
+        const obs = await open(own.sluice, '/snap?snapshot=0');
+        const other = await open(own.sluice, '/other');
+        try {
+            assert.equal(contentFrames(obs).length, 0, `?snapshot=0 on an empty history: ${obs.describe()}`);
+            const order = [['snap:a', 'a1'], ['snap:b', 'b1'], ['snap:a', 'a2'], ['snap:c', 'c1']];
+            for (const [ch, tag] of order) {
+                await ctx.pub.publish(ch, JSON.stringify({ tag }));
+            }
+            const seen = await obs.waitForEvents(4);
+            const byTag = Object.fromEntries(seen.map((e) => [parseEnvelope(e).payload.tag, e]));
+            await ctx.pub.publish('other', '"head"');
+            const [head] = await other.waitForEvents(1);
+            assertIncreasing([byTag.c1.id, head.id]);
+
+            /* Fresh connect: b1, a2, c1 (by last update), then id: <head>. */
+            const fresh = await open(own.sluice, '/snap');
+            try {
+                const idOnly = await fresh.waitForFrame((f) => f.data === null && f.id !== null && f.retry === null,
+                    'the id-only frame after the snapshot');
+                assert.equal(idOnly.id, head.id, 'the snapshot ends with the head id');
+                const events = fresh.events;
+                assert.deepEqual(events.map((e) => parseEnvelope(e).payload.tag), ['b1', 'a2', 'c1'],
+                    fresh.describe());
+                assert.deepEqual(events.map((e) => e.id), [byTag.b1.id, byTag.a2.id, byTag.c1.id],
+                    'snapshot events keep their ids');
+                assert.deepEqual(events.map((e) => parseEnvelope(e).topic), ['snap:b', 'snap:a', 'snap:c']);
+                const content = contentFrames(fresh);
+                assert.equal(content[content.length - 1], idOnly, 'the id-only frame comes last');
+                /* Then live events. */
+                await ctx.pub.publish('snap:d', '{"tag":"d1"}');
+                const all = await fresh.waitForEvents(4);
+                assert.equal(parseEnvelope(all[3]).payload.tag, 'd1');
+            } finally {
+                fresh.close();
+            }
+            await obs.waitForEvents(5);
+
+            /* The last snapshot event is the head: no id-only frame. */
+            await ctx.pub.publish('snap:b', '{"tag":"b2"}');
+            const [, , , , , b2] = await obs.waitForEvents(6);
+            const atHead = await open(own.sluice, '/snap');
+            try {
+                const events = await atHead.waitForEvents(4);
+                assert.deepEqual(events.map((e) => parseEnvelope(e).payload.tag), ['a2', 'c1', 'd1', 'b2']);
+                assert.equal(events[3].id, b2.id);
+                await sleep(300);
+                assert.equal(contentFrames(atHead).length, 4, `nothing after the snapshot: ${atHead.describe()}`);
+            } finally {
+                atHead.close();
+            }
+
+            /* ?snapshot=0 disables it on a snapshot route. */
+            const none = await open(own.sluice, '/snap?snapshot=0');
+            try {
+                await sleep(300);
+                assert.equal(contentFrames(none).length, 0, `no snapshot with ?snapshot=0: ${none.describe()}`);
+                await ctx.pub.publish('snap:c', '{"tag":"c2"}');
+                const [ev] = await none.waitForEvents(1);
+                assert.equal(parseEnvelope(ev).payload.tag, 'c2');
+            } finally {
+                none.close();
+            }
+            const [, , , , , , c2] = await obs.waitForEvents(7);
+
+            /* A resume with Last-Event-ID replays, without a snapshot. */
+            const resumed = await open(own.sluice, '/snap', { 'Last-Event-ID': byTag.a2.id });
+            try {
+                const replay = await resumed.waitForEvents(4);
+                assert.deepEqual(replay.map((e) => parseEnvelope(e).payload.tag), ['c1', 'd1', 'b2', 'c2']);
+                assert.deepEqual(replay.map((e) => e.id), obs.events.slice(3, 7).map((e) => e.id));
+                assert.equal(replay[3].id, c2.id);
+                await sleep(300);
+                assert.equal(contentFrames(resumed).length, 4, `only the replay: ${resumed.describe()}`);
+                assert.ok(!contentFrames(resumed).some((f) => f.event === 'reset'));
+            } finally {
+                resumed.close();
+            }
+        } finally {
+            obs.close();
+            other.close();
+        }
+    });
+});
+
+describe('slow client (max_pending: 64KiB)', () => {
+    const own = useSluice({ maxPending: '64KiB', maxEvents: 10000 });
+    const it = (name, fn) => test(name, withLog(() => own.sluice, fn));
+    const N = 2000;
+
+    it('a client that stops reading is cut, the others get everything, and it resumes without a gap', async () => {
+        const normal = await open(own.sluice, '/c/slow');
+        const slow = await rawRequest(own.sluice.port,
+            'GET /c/slow HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n');
+        try {
+            await waitFor(() => slow.state.text.includes(`retry: ${RETRY_MS}`), 'the slow client\'s retry frame');
+            const marker = uniquePayload({ marker: true });
+            await ctx.pub.publish('c:slow', marker);
+            const [first] = await normal.waitForEvents(1);
+            await waitFor(() => slow.state.text.includes(marker), 'the marker on the slow client');
+            assert.ok(slow.state.text.includes(`id: ${first.id}\n`));
+            slow.sock.pause();
+
+            const filler = 'x'.repeat(4096);
+            const sent = [];
+            const replies = [];
+            for (let i = 0; i < N; i++) {
+                sent.push(`${i}:${filler}`);
+                replies.push(ctx.pub.publish('c:slow', JSON.stringify(sent[i])));
+            }
+            await Promise.all(replies);
+
+            await waitFor(async () => (await metric(own.sluice, 'sluice_clients_dropped_total{reason="slow"}')) >= 1,
+                'sluice_clients_dropped_total{reason="slow"} >= 1', 10000, 100);
+            const all = await normal.waitForEvents(N + 1, 20000);
+            assert.deepEqual(all.slice(1).map((e) => parseEnvelope(e).payload), sent, 'the normal client got every event');
+            assert.equal(normal.ended, false, 'the normal client was not cut');
+            assertIncreasing(all.map((e) => e.id));
+            await waitFor(async () => (await metric(own.sluice, 'sluice_connections')) === 1,
+                'sluice_connections 1 (only the normal client left)');
+
+            /* The slow client comes back with the last id it had read. */
+            slow.sock.destroy();
+            const back = await open(own.sluice, '/c/slow', { 'Last-Event-ID': first.id });
+            try {
+                const replay = await back.waitForEvents(N, 20000);
+                assert.deepEqual(replay.map((e) => e.id), all.slice(1).map((e) => e.id), 'replay with no gap');
+                assert.deepEqual(replay.map((e) => parseEnvelope(e).payload), sent);
+                assert.ok(!contentFrames(back).some((f) => f.event === 'reset'), 'no reset');
+                const live = uniquePayload({ live: true });
+                await ctx.pub.publish('c:slow', live);
+                const after = await back.waitForEvents(N + 1);
+                assert.equal(JSON.stringify(parseEnvelope(after[N]).payload), live);
+                assert.ok(await metric(own.sluice, 'sluice_replayed_events_total') >= N);
+            } finally {
+                back.close();
+            }
+        } finally {
+            slow.sock.destroy();
+            normal.close();
+        }
+    });
+});
