@@ -37,6 +37,7 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/adapters/libevent.h>
 
+#include "adapters/adapter.h"
 #include "bridge/log.h"
 
 #define REDIS_CONN_PORT 6379

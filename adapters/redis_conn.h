@@ -34,7 +34,7 @@
 
 #include <hiredis/async.h>
 
-#include "adapters/adapter.h"
+struct source;
 
 /* Status texts are built in buffers of this size, then cut to fit
  * src->status. */

@@ -364,39 +364,49 @@ static void redis_stream_reply_error(struct redis_stream *s, const char *cmd,
     redis_conn_fail(s->conn, status);
 }
 
-/* XREVRANGE key + - COUNT 1: [] or [[id, fields]]. priv is the key name
- * (ours to free, whatever happens). */
+/* The id in an XREVRANGE ... COUNT 1 reply, [] or [[id, fields]]; "0-0"
+ * (before any entry) for an empty or missing stream. */
+static void redis_stream_newest(const redisReply *rep,
+                                struct redis_stream_key *key)
+{
+    const redisReply *entry, *id;
+
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0)
+        goto none;
+    entry = rep->element[0];
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements == 0)
+        goto none;
+    id = entry->element[0];
+    if (id->type != REDIS_REPLY_STRING ||
+        !redis_stream_id_valid(id->str, id->len))
+        goto none;
+    redis_stream_key_set(key, id->str, id->len);
+    return;
+none:
+    redis_stream_key_set(key, "0-0", 3);
+}
+
+/* The reply to redis_stream_send_resolve. priv is the key name (ours to
+ * free, whatever happens). The last one of a round sends the XREAD. */
 static void redis_stream_on_xrevrange(redisAsyncContext *ac, void *reply,
                                       void *priv)
 {
     struct redis_stream *s = redis_conn_owner(ac);
     const redisReply *rep = reply;
-    const redisReply *newest;
     struct redis_stream_key *key;
     char *name = priv;
 
-    if (s == NULL || rep == NULL)
+    if (s == NULL || rep == NULL || s->resolving == 0)
         goto out;
     s->resolving--;
     if (rep->type == REDIS_REPLY_ERROR) {
         redis_stream_reply_error(s, "XREVRANGE", rep);
         goto out;
     }
+    /* A key dropped by a resubscribe meanwhile is not found: fine. */
     key = redis_stream_key_find(s, name, strlen(name));
-    if (key && key->id[0] == '\0') {
-        newest = rep->type == REDIS_REPLY_ARRAY && rep->elements > 0
-                     ? rep->element[0]
-                     : NULL;
-        if (newest && newest->type == REDIS_REPLY_ARRAY &&
-            newest->elements > 0 &&
-            newest->element[0]->type == REDIS_REPLY_STRING &&
-            redis_stream_id_valid(newest->element[0]->str,
-                                  newest->element[0]->len))
-            redis_stream_key_set(key, newest->element[0]->str,
-                                 newest->element[0]->len);
-        else
-            redis_stream_key_set(key, "0-0", 3);
-    }
+    if (key && key->id[0] == '\0')
+        redis_stream_newest(rep, key);
     if (s->resolving == 0) {
         evtimer_del(s->deadline_timer);
         redis_stream_next(s);

@@ -47,6 +47,15 @@ struct server {
     struct evhttp_bound_socket *socket;
 };
 
+/* evhttp_send_reply without the body for HEAD (evhttp 2.1 would send it). */
+static void server_send(struct evhttp_request *req, int code,
+                        const char *reason, struct evbuffer *body)
+{
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)
+        body = NULL;
+    evhttp_send_reply(req, code, reason, body);
+}
+
 /* One short line of text; never echoes client input that could hold a
  * token. */
 static void server_reply_text(struct evhttp_request *req, int code,
@@ -58,50 +67,65 @@ static void server_reply_text(struct evhttp_request *req, int code,
     evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
     if (body != NULL)
         evbuffer_add_printf(body, "%s\n", text);
-    evhttp_send_reply(req, code, reason, body);
+    server_send(req, code, reason, body);
     if (body != NULL)
         evbuffer_free(body);
 }
 
+/* The configured origin entry that allows `origin`, or NULL. */
+static const char *server_cors_match(const struct config *cfg,
+                                     const char *origin)
+{
+    if (origin == NULL)
+        return NULL;
+    for (size_t i = 0; i < cfg->cors_origins.count; i++) {
+        const char *allowed = cfg->cors_origins.items[i];
+        if (strcmp(allowed, "*") == 0 || strcmp(allowed, origin) == 0)
+            return allowed;
+    }
+    return NULL;
+}
+
 /* Headers on every response: no caching (tokens may sit in URLs), no
- * referrer, and CORS for configured origins. */
-static void server_add_common_headers(struct server *srv,
+ * referrer, and CORS for configured origins only. Returns whether the
+ * request's origin is allowed. */
+static bool server_add_common_headers(struct server *srv,
                                       struct evhttp_request *req)
 {
     const struct config *cfg = srv->bridge->cfg;
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     const char *origin =
         evhttp_find_header(evhttp_request_get_input_headers(req), "Origin");
+    const char *allowed;
 
     evhttp_add_header(out, "Cache-Control", "no-store");
     evhttp_add_header(out, "Referrer-Policy", "no-referrer");
     if (cfg->cors_origins.count == 0)
-        return;
+        return false;
     evhttp_add_header(out, "Vary", "Origin");
-    if (origin == NULL)
-        return;
-    for (size_t i = 0; i < cfg->cors_origins.count; i++) {
-        const char *allowed = cfg->cors_origins.items[i];
-        if (strcmp(allowed, "*") != 0 && strcmp(allowed, origin) != 0)
-            continue;
-        evhttp_add_header(out, "Access-Control-Allow-Origin",
-                          strcmp(allowed, "*") == 0 ? "*" : origin);
-        if (cfg->auth.cookie != NULL)
-            evhttp_add_header(out, "Access-Control-Allow-Credentials",
-                              "true");
-        return;
-    }
+    allowed = server_cors_match(cfg, origin);
+    if (allowed == NULL)
+        return false;
+    evhttp_add_header(out, "Access-Control-Allow-Origin",
+                      strcmp(allowed, "*") == 0 ? "*" : origin);
+    if (cfg->auth.cookie != NULL)
+        evhttp_add_header(out, "Access-Control-Allow-Credentials", "true");
+    return true;
 }
 
-static void server_reply_preflight(struct evhttp_request *req)
+/* OPTIONS: Allow for everyone, the Access-Control-* answer only for an
+ * allowed origin. */
+static void server_reply_preflight(struct evhttp_request *req, bool cors)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
 
     evhttp_add_header(out, "Allow", SERVER_ALLOW);
-    evhttp_add_header(out, "Access-Control-Allow-Methods", SERVER_ALLOW);
-    evhttp_add_header(out, "Access-Control-Allow-Headers",
-                      "Authorization, Last-Event-ID, Cache-Control");
-    evhttp_add_header(out, "Access-Control-Max-Age", "600");
+    if (cors) {
+        evhttp_add_header(out, "Access-Control-Allow-Methods", SERVER_ALLOW);
+        evhttp_add_header(out, "Access-Control-Allow-Headers",
+                          "Authorization, Last-Event-ID, Cache-Control");
+        evhttp_add_header(out, "Access-Control-Max-Age", "600");
+    }
     evhttp_send_reply(req, 204, "No Content", NULL);
 }
 
@@ -136,8 +160,8 @@ static void server_handle_readyz(struct server *srv,
         evbuffer_add(body, "ok\n", 3);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; charset=utf-8");
-    evhttp_send_reply(req, ready ? 200 : 503,
-                      ready ? "OK" : "Service Unavailable", body);
+    server_send(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable",
+                body);
     evbuffer_free(body);
 }
 
@@ -153,14 +177,14 @@ static void server_handle_metrics(struct server *srv,
     metrics_render(srv->bridge, body);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
-    evhttp_send_reply(req, 200, "OK", body);
+    server_send(req, 200, "OK", body);
     evbuffer_free(body);
 }
 
 /* /healthz, /readyz, /metrics. Returns false when path is none of them. */
 static bool server_handle_reserved(struct server *srv,
                                    struct evhttp_request *req,
-                                   const char *path)
+                                   const char *path, bool cors)
 {
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     bool get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
@@ -169,7 +193,7 @@ static bool server_handle_reserved(struct server *srv,
         strcmp(path, "/metrics") != 0)
         return false;
     if (cmd == EVHTTP_REQ_OPTIONS)
-        server_reply_preflight(req);
+        server_reply_preflight(req, cors);
     else if (!get)
         server_reply_method_not_allowed(req);
     else if (strcmp(path, "/healthz") == 0)
@@ -416,13 +440,13 @@ static void server_handle(struct evhttp_request *req, void *arg)
     const struct route *route;
     struct route_params params;
     enum route_lookup found;
+    bool cors = server_add_common_headers(srv, req);
 
-    server_add_common_headers(srv, req);
     if (path == NULL || path[0] != '/') {
         server_reply_text(req, 400, "Bad Request", "bad request target");
         return;
     }
-    if (server_handle_reserved(srv, req, path))
+    if (server_handle_reserved(srv, req, path, cors))
         return;
     if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD) {
         server_handle_stream(srv, req);
@@ -434,7 +458,7 @@ static void server_handle(struct evhttp_request *req, void *arg)
     if (found != ROUTE_FOUND)
         server_reply_text(req, 404, "Not Found", "not found");
     else if (cmd == EVHTTP_REQ_OPTIONS)
-        server_reply_preflight(req);
+        server_reply_preflight(req, cors);
     else
         server_reply_method_not_allowed(req);
 }

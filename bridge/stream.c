@@ -231,6 +231,11 @@ static void stream_on_close(struct evhttp_connection *evcon, void *arg)
 {
     struct stream *s = arg;
 
+    /* A client that hangs up mid-response leaves the unfinished request
+     * detached from the connection, and libevent 2.1 then leaves freeing
+     * it to us: evhttp_send_reply_end frees a detached request. */
+    if (s->req != NULL && evhttp_request_get_connection(s->req) == NULL)
+        evhttp_send_reply_end(s->req);
     s->evcon = NULL;
     s->req = NULL;
     if (s->reaping)

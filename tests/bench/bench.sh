@@ -7,10 +7,13 @@
 #   bench.sh --workloads W1,IDLE   a subset (W1 W2 IDLE W4)
 #   bench.sh --smoke            tiny sluice-only run for CI (exit 1 on any loss)
 #   bench.sh --profile          perf profile of sluice under W2 (top symbols)
+#   bench.sh --syscalls         strace -c of both servers under W1
 #
 # Environment: SLUICE_BIN, LOADGEN (default: build/ of the repository),
 # NGINX (default nginx), NCHAN_MODULE (default Debian's path), DURATION
-# (seconds per publishing workload, default 20), KEEP=1 keeps the work dir.
+# (seconds per publishing workload, default 20), RETRIES (runs of one
+# measurement while the machine is disturbed, default 2), PROFILE_RATE
+# (events/s of --profile, default 50), KEEP=1 keeps the work dir.
 #
 # Every server (redis-server, sluice, nginx) is started here on a free
 # loopback port with a generated config in a temporary directory, one
@@ -31,8 +34,9 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) mode=smoke ;;
         --profile) mode=profile ;;
+        --syscalls) mode=syscalls ;;
         --workloads) workloads=$2; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "bench.sh: unknown argument $1" >&2; exit 1 ;;
     esac
     shift
@@ -247,22 +251,23 @@ wait_quiet() {
     echo "bench.sh: warning: the machine stays busy ($busy% of a core)" >&2
 }
 
-# run_loadgen LABEL WORKLOAD ARGS...: one loadgen run; its RESULT line is
-# kept for the table, its human line shown.
+# run_loadgen LABEL WORKLOAD ARGS...: one loadgen run; its RESULT line
+# goes to $work/last, its human line to stdout.
 run_loadgen() {
     local label=$1 workload=$2 out
     shift 2
     wait_quiet
+    : >"$work/last"
     out=$(timeout 300 "$LOADGEN" --label "$label" --workload "$workload" "$@") || {
         echo "bench.sh: loadgen failed ($label $workload): $out" >&2
         return 1
     }
-    grep '^RESULT ' <<<"$out" >>"$results"
+    grep '^RESULT ' <<<"$out" >"$work/last"
     grep -v '^RESULT ' <<<"$out"
 }
 
-# sluice_run WORKLOAD ROUTE LOADGEN-ARGS...: fresh redis + sluice, one run.
-sluice_run() {
+# sluice_once WORKLOAD ROUTE LOADGEN-ARGS...: fresh redis + sluice, one run.
+sluice_once() {
     local workload=$1 route=$2 path pub
     shift 2
     start_redis
@@ -277,8 +282,8 @@ sluice_run() {
     stop_pid "$redis_pid"
 }
 
-# nchan_run WORKLOAD PREFIX LOADGEN-ARGS...: fresh nginx, one run.
-nchan_run() {
+# nchan_once WORKLOAD PREFIX LOADGEN-ARGS...: fresh nginx, one run.
+nchan_once() {
     local workload=$1 prefix=$2
     shift 2
     start_nchan
@@ -286,11 +291,32 @@ nchan_run() {
     [ "$workload" = IDLE ] && pubargs=()
     run_loadgen nchan "$workload" --sub "http://127.0.0.1:$nginx_port/sub/$prefix%d" \
         "${pubargs[@]}" --pid "$nginx_worker" "$@" || true
-    if grep -q -i 'setrlimit\|emerg\|alert' "$work/nginx/error.log" 2>/dev/null; then
+    if grep -q -i 'emerg\|alert\|crit' "$work/nginx/error.log" 2>/dev/null; then
         echo "bench.sh: nginx error log:" >&2
         tail -5 "$work/nginx/error.log" >&2
     fi
     stop_pid "$nginx_pid"
+}
+
+# measure sluice|nchan ARGS...: one run (see sluice_once / nchan_once),
+# repeated up to RETRIES times while the rest of the machine used more
+# than 25% of a core during it; the least disturbed run goes to the table.
+measure() {
+    local server=$1 best="" best_other=1000000 other attempt
+    shift
+    for attempt in $(seq "${RETRIES:-2}"); do
+        "${server}_once" "$@"
+        [ -s "$work/last" ] || continue
+        other=$(sed -n 's/.* other_cpu_pct=\([0-9]*\).*/\1/p' "$work/last")
+        if [ "${other:-0}" -lt "$best_other" ]; then
+            best=$(cat "$work/last")
+            best_other=${other:-0}
+        fi
+        [ "$best_other" -le 25 ] && break
+        echo "bench.sh: run disturbed (rest of machine ${other}% of a core), again" >&2
+    done
+    [ -n "$best" ] && echo "$best" >>"$results"
+    return 0
 }
 
 print_env() {
@@ -322,15 +348,16 @@ val() {
         END { print (v == "" ? "-" : v) }' "$results"
 }
 
-# row WORKLOAD TITLE KEY [SCALE]: sluice, nchan and the ratio for one key.
+# row WORKLOAD TITLE KEY [SCALE [RATIO]]: sluice, nchan and (unless RATIO
+# is 0) sluice/nchan for one key.
 row() {
-    local w=$1 title=$2 key=$3 scale=${4:-1} s n
+    local w=$1 title=$2 key=$3 scale=${4:-1} ratio=${5:-1} s n
     s=$(val sluice "$w" "$key")
     n=$(val nchan "$w" "$key")
-    awk -v t="$title" -v s="$s" -v n="$n" -v f="$scale" 'BEGIN {
+    awk -v t="$title" -v s="$s" -v n="$n" -v f="$scale" -v rt="$ratio" 'BEGIN {
         fs = (s == "-") ? "-" : sprintf("%.2f", s * f)
         fn = (n == "-") ? "-" : sprintf("%.2f", n * f)
-        r = (s == "-" || n == "-" || n + 0 == 0) ? "-" : sprintf("%.2f", s / n)
+        r = (rt == 0 || s == "-" || n == "-" || n + 0 == 0) ? "" : sprintf("%.2f", s / n)
         sub(/\.00$/, "", fs); sub(/\.00$/, "", fn)
         printf "  %-30s %14s %14s %10s\n", t, fs, fn, r
     }'
@@ -370,9 +397,9 @@ print_table() {
         row "$w" "server CPU per delivery (us)" cpu_per_delivery_us
         row "$w" "server CPU (% of 1 core)" server_cpu_pct
         row "$w" "deliveries/s" deliveries_per_s
-        row "$w" "loadgen CPU (% of 1 core)" client_cpu_pct
-        row "$w" "redis CPU (s, sluice's bus)" bus_cpu_s
-        row "$w" "rest of machine (% of 1 core)" other_cpu_pct
+        row "$w" "loadgen CPU (% of 1 core)" client_cpu_pct 1 0
+        row "$w" "redis CPU (s, sluice's bus)" bus_cpu_s 1 0
+        row "$w" "rest of machine (% of 1 core)" other_cpu_pct 1 0
     done
     if grep -q "workload=IDLE " "$results"; then
         echo "IDLE: 19000 open streams, no events"
@@ -389,7 +416,7 @@ print_table() {
         row "$w" "server CPU per event (us)" cpu_per_event_us
         row "$w" "server CPU (% of 1 core)" server_cpu_pct
         row "$w" "RSS per stream (bytes)" rss_per_stream_b
-        row "$w" "rest of machine (% of 1 core)" other_cpu_pct
+        row "$w" "rest of machine (% of 1 core)" other_cpu_pct 1 0
     done
 }
 
@@ -413,28 +440,78 @@ run_smoke() {
     echo "bench.sh --smoke: ok"
 }
 
-# perf profile of sluice during W2: 10 s of samples in the publish phase.
+# perf profile of sluice during W2 (PROFILE_RATE=10 for W1): 10 s of
+# cpu-clock samples with DWARF call chains in the publishing phase.
 run_profile() {
     command -v perf >/dev/null || { echo "bench.sh: perf missing" >&2; exit 1; }
+    local rate=${PROFILE_RATE:-50} data=$work/perf.data
     start_redis
     start_sluice bench
-    "$LOADGEN" --label sluice --workload W2-profile \
+    wait_quiet
+    "$LOADGEN" --label sluice --workload "profile-$rate" \
         --sub "http://127.0.0.1:$sluice_port/bench/t%d" \
         --pub "redis://127.0.0.1:$redis_port" --pub-topic 't%d' \
-        --conns 5000 --rate 50 --duration 16 --pid "$sluice_pid" >"$work/lg.out" &
+        --conns 5000 --rate "$rate" --duration 16 --pid "$sluice_pid" >"$work/lg.out" &
     local lg=$!
     pids+=("$lg")
     sleep 5 # ramp (2.5 s) + settle (1 s) + margin
-    perf record -F 999 -e cpu-clock -g -p "$sluice_pid" -o "$work/perf.data" \
-        -- sleep 10 2>"$work/perf.log" || { cat "$work/perf.log" >&2; exit 1; }
+    perf record -F 499 -e cpu-clock --call-graph dwarf,16384 -p "$sluice_pid" \
+        -o "$data" -- sleep 10 2>"$work/perf.log" || { cat "$work/perf.log" >&2; exit 1; }
     wait "$lg" || true
+    forget_pid "$lg"
     cat "$work/lg.out"
-    echo "== top symbols by self time (perf, cpu-clock, 10 s of W2)"
-    perf report -i "$work/perf.data" --no-children --stdio --sort dso,symbol \
-        2>/dev/null | grep -v '^$' | grep -v '^#' | grep '%' | head -25
-    echo "== top symbols with callers"
-    perf report -i "$work/perf.data" --no-children --stdio --sort symbol \
-        -G --percent-limit 3 2>/dev/null | grep -v '^$' | grep -v '^#' | head -120
+    echo "== self time by object"
+    perf report -i "$data" --no-children --stdio --sort dso -g none 2>/dev/null \
+        | grep '%' | grep -v '^#' | head -8
+    echo "== top symbols by self time"
+    perf report -i "$data" --no-children --stdio --sort dso,symbol -g none \
+        2>/dev/null | grep '%' | grep -v '^#' | head -30
+    echo "== inclusive time of sluice's and libevent's functions"
+    perf report -i "$data" --children --stdio --sort symbol -g none \
+        2>/dev/null | grep '%' | grep -v '^#' | head -40
+    if [ "${KEEP:-0}" = 1 ]; then
+        echo "perf data: $data (perf report -i $data)"
+    fi
+}
+
+# Syscalls of each server under W1 (strace -c for 5 s of the publishing
+# phase). strace slows the server down: only the counts mean something.
+run_syscalls() {
+    command -v strace >/dev/null || { echo "bench.sh: strace missing" >&2; exit 1; }
+    local server pid lg
+    for server in sluice nchan; do
+        if [ $server = sluice ]; then
+            start_redis
+            start_sluice bench
+            pid=$sluice_pid
+            "$LOADGEN" --label sluice --workload W1-strace --conns 5000 --rate 10 \
+                --duration 12 --sub "http://127.0.0.1:$sluice_port/bench/t%d" \
+                --pub "redis://127.0.0.1:$redis_port" --pub-topic 't%d' \
+                --pid "$pid" >"$work/lg.out" &
+        else
+            start_nchan
+            pid=$nginx_worker
+            "$LOADGEN" --label nchan --workload W1-strace --conns 5000 --rate 10 \
+                --duration 12 --sub "http://127.0.0.1:$nginx_port/sub/t%d" \
+                --pub "http://127.0.0.1:$nginx_port" --pub-topic '/pub/t%d' \
+                --pid "$pid" >"$work/lg.out" &
+        fi
+        lg=$!
+        pids+=("$lg")
+        sleep 6
+        timeout -s INT 5 strace -c -p "$pid" -o "$work/strace.out" 2>/dev/null || true
+        wait "$lg" || true
+        forget_pid "$lg"
+        echo "== $server: syscalls during 5 s of W1"
+        grep -v '^RESULT' "$work/lg.out"
+        head -12 "$work/strace.out"
+        if [ $server = sluice ]; then
+            stop_pid "$sluice_pid"
+            stop_pid "$redis_pid"
+        else
+            stop_pid "$nginx_pid"
+        fi
+    done
 }
 
 run_full() {
@@ -444,26 +521,26 @@ run_full() {
     local d=$DURATION
     case ",$workloads," in *,W1,*)
         echo "== W1"
-        sluice_run W1 bench --conns 5000 --rate 10 --duration "$d"
-        nchan_run W1 t --conns 5000 --rate 10 --duration "$d"
+        measure sluice W1 bench --conns 5000 --rate 10 --duration "$d"
+        measure nchan W1 t --conns 5000 --rate 10 --duration "$d"
     esac
     case ",$workloads," in *,W2,*)
         echo "== W2"
-        sluice_run W2 bench --conns 5000 --rate 50 --duration "$d"
-        nchan_run W2 t --conns 5000 --rate 50 --duration "$d"
+        measure sluice W2 bench --conns 5000 --rate 50 --duration "$d"
+        measure nchan W2 t --conns 5000 --rate 50 --duration "$d"
     esac
     case ",$workloads," in *,IDLE,*)
         echo "== IDLE"
-        sluice_run IDLE bench --conns 19000 --idle 5
-        nchan_run IDLE t --conns 19000 --idle 5
+        measure sluice IDLE bench --conns 19000 --idle 5
+        measure nchan IDLE t --conns 19000 --idle 5
     esac
     case ",$workloads," in *,W4,*)
         echo "== W4"
         local n
         for n in 1000 10000; do
-            sluice_run "W4-$((n / 1000))k" dev --conns "$n" --topics "$n" \
+            measure sluice "W4-$((n / 1000))k" dev --conns "$n" --topics "$n" \
                 --rate 5000 --duration "$d"
-            nchan_run "W4-$((n / 1000))k" dev --conns "$n" --topics "$n" \
+            measure nchan "W4-$((n / 1000))k" dev --conns "$n" --topics "$n" \
                 --rate 5000 --duration "$d" --pub-conns 8
         done
     esac
@@ -472,6 +549,7 @@ run_full() {
 
 case "$mode" in
     smoke) run_smoke ;;
-    profile) run_profile ;;
+    profile) print_env; run_profile ;;
+    syscalls) print_env; run_syscalls ;;
     full) run_full ;;
 esac

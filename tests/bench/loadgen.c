@@ -221,8 +221,10 @@ static uint64_t loadgen_hist_quantile(const struct loadgen *lg, double q)
     uint64_t seen = 0;
     for (unsigned i = 0; i < LOADGEN_HIST_BUCKETS; i++) {
         seen += lg->hist[i];
-        if (seen >= rank)
-            return loadgen_hist_value(i);
+        if (seen >= rank) {
+            uint64_t v = loadgen_hist_value(i);
+            return v < lg->lat_max_ns ? v : lg->lat_max_ns;
+        }
     }
     return lg->lat_max_ns;
 }
