@@ -5,6 +5,8 @@
  */
 #include "bridge/query.h"
 
+#include "bridge/percent.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,54 +22,22 @@ void query_clear(struct stream_query *q)
     memset(q, 0, sizeof(*q));
 }
 
-static int query_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/*
- * Strict application/x-www-form-urlencoded decoding of s[0..len): "+" is
- * a space, "%" needs two hex digits, and a decoded NUL is refused. Hand-
- * written because evhttp's decoder silently keeps malformed escapes, and
- * SPEC 4 wants a 400 for them. Returns a malloc'd string or NULL.
- */
+/* Decodes one key or value; returns a malloc'd string, NULL when it is
+ * malformed (see percent_decode) or on ENOMEM. */
 static char *query_decode(const char *s, size_t len)
 {
     char *out = malloc(len + 1);
-    size_t n = 0;
+    long n;
 
     if (out == NULL)
         return NULL;
-    for (size_t i = 0; i < len; i++) {
-        int hi, lo;
-        if (s[i] == '+') {
-            out[n++] = ' ';
-            continue;
-        }
-        if (s[i] != '%') {
-            out[n++] = s[i];
-            continue;
-        }
-        if (i + 2 >= len)
-            goto bad;
-        hi = query_hex(s[i + 1]);
-        lo = query_hex(s[i + 2]);
-        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-            goto bad;
-        out[n++] = (char)(hi * 16 + lo);
-        i += 2;
+    n = percent_decode(s, len, out, true);
+    if (n < 0) {
+        free(out);
+        return NULL;
     }
     out[n] = '\0';
     return out;
-bad:
-    free(out);
-    return NULL;
 }
 
 static int query_add_topic(struct stream_query *q, char *value)

@@ -22,6 +22,8 @@
  */
 #include "bridge/route.h"
 
+#include "bridge/percent.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,46 +75,6 @@ struct route_table {
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
 /* ------------------------------------------------------------------ */
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/*
- * Strict percent-decoding of in[0..len) into out (room for len bytes):
- * every '%' must start "%XX", and a decoded NUL is refused ('+' is not a
- * space in a path). Returns the decoded length or -1. Hand-written because
- * libevent's evhttp_uridecode passes malformed escapes through unchanged
- * (and allocates per call), where a request must get a 400.
- */
-static long percent_decode(const char *in, size_t len, char *out)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (in[i] != '%') {
-            if (in[i] == '\0')
-                return -1;
-            out[n++] = in[i];
-            continue;
-        }
-        if (len - i < 3)
-            return -1;
-        int hi = hex_value(in[i + 1]);
-        int lo = hi < 0 ? -1 : hex_value(in[i + 2]);
-        if (lo < 0 || (hi == 0 && lo == 0))
-            return -1;
-        out[n++] = (char)(hi * 16 + lo);
-        i += 2;
-    }
-    return (long)n;
-}
 
 static bool name_start_char(char c)
 {
@@ -193,21 +155,6 @@ static int route_param_find(const struct route *r, const char *name,
             return (int)i;
     }
     return -1;
-}
-
-/* The type's name as in the config (config_source_type_name lives in the
- * loader, which this layer does not need to link). */
-static const char *type_name(enum source_type type)
-{
-    switch (type) {
-    case SOURCE_MQTT:
-        return "mqtt";
-    case SOURCE_REDIS:
-        return "redis";
-    case SOURCE_REDIS_STREAM:
-        return "redis-stream";
-    }
-    return "?";
 }
 
 /* ------------------------------------------------------------------ */
@@ -320,7 +267,7 @@ static int parse_segment(struct build *b, struct route *r,
     seg->text = malloc(len + 1);
     if (seg->text == NULL)
         return -1;
-    long n = percent_decode(s, len, seg->text);
+    long n = percent_decode(s, len, seg->text, false);
     if (n < 0) {
         build_error(b, pos, "bad percent-encoding in path");
         return -1;
@@ -497,7 +444,7 @@ static int check_topic_syntax(struct build *b, struct config_pos pos,
     free(neutral);
     if (rc != 0)
         build_error(b, pos, "bad %s pattern '%s': %s",
-                    type_name(type), pattern, why);
+                    config_source_type_name(type), pattern, why);
     return rc;
 }
 
@@ -684,7 +631,8 @@ static int request_path_split(const char *rest, size_t restlen,
         size_t end = slash ? (size_t)(slash - rest) : restlen;
         if (rp->n == ROUTE_MAX_SEGMENTS)
             return -1;
-        long n = percent_decode(rest + start, end - start, rp->buf + at);
+        long n = percent_decode(rest + start, end - start, rp->buf + at,
+                                false);
         if (n < 0)
             return -1;
         rp->seg[rp->n] = rp->buf + at;

@@ -641,10 +641,16 @@ static void loadgen_redis_reply(redisAsyncContext *ac, void *r, void *arg)
         lg->pub_errors++;
 }
 
+/* On a failed connect hiredis frees the context after this callback
+ * (without the disconnect callback): forget it. */
 static void loadgen_redis_connected(const redisAsyncContext *ac, int status)
 {
-    if (status != REDIS_OK)
-        fprintf(stderr, "loadgen: redis connect: %s\n", ac->errstr);
+    struct loadgen *lg = ac->data;
+
+    if (status == REDIS_OK)
+        return;
+    fprintf(stderr, "loadgen: redis connect: %s\n", ac->errstr);
+    lg->redis = NULL;
 }
 
 static void loadgen_redis_disconnected(const redisAsyncContext *ac, int status)
@@ -793,6 +799,13 @@ static void loadgen_tick_connect(struct loadgen *lg, int64_t now)
     double limit = (double)lg->o.conns / lg->o.ramp + 15.0;
     if (lg->opened < lg->o.conns || (!all_answered && elapsed <= limit))
         return;
+    if (lg->streaming == 0) {
+        fprintf(stderr, "loadgen: no stream could be opened\n");
+        lg->aborted = true;
+        loadgen_sample(lg, &lg->s0);
+        loadgen_finish(lg);
+        return;
+    }
     loadgen_phase_set(lg, LOADGEN_PHASE_SETTLE);
     if (lg->o.pub_kind == LOADGEN_PUB_NONE)
         loadgen_sample(lg, &lg->s0); /* idle mode: CPU while idle */

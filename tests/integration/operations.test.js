@@ -93,6 +93,17 @@ async function sample(sluice, series) {
     return samples.get(series);
 }
 
+/*
+ * Stops sluice with SIGTERM and asserts a clean exit: status 0 and no
+ * sanitizer report (with an ASan/LSan build as SLUICE_BIN, a leak makes
+ * the exit status non-zero and prints "ERROR: LeakSanitizer").
+ */
+async function stopCleanly(sluice) {
+    const result = await sluice.stop('SIGTERM');
+    assert.doesNotMatch(sluice.stderr, /ERROR: \w*Sanitizer/, sluice.stderrTail(60));
+    assert.deepEqual(result, { code: 0, signal: null }, `clean exit; stderr:\n${sluice.stderrTail()}`);
+}
+
 /* Writes the running sluice's config file anew (same listen address
  * unless listen is given). */
 function rewriteConfig(sluice, text, listen = `127.0.0.1:${sluice.port}`) {
@@ -228,6 +239,10 @@ describe('health, readiness and metrics', () => {
             '/readyz 200 after redis-server came back', 15000, 100);
         assert.equal(await sample(own.sluice, 'sluice_source_up{source="cache"}'), 1);
     });
+
+    it('stops cleanly after all this (exit 0, no sanitizer report)', async () => {
+        await stopCleanly(own.sluice);
+    });
 });
 
 describe('logging.format: json', () => {
@@ -351,6 +366,10 @@ describe('SIGHUP reload', () => {
             rewriteConfig(own.sluice, opsConfig(own.redis.port, [...ROUTE_A_RAW, ...ROUTE_C]));
         }
     });
+
+    it('stops cleanly after the reloads (exit 0, no sanitizer report)', async () => {
+        await stopCleanly(own.sluice);
+    });
 });
 
 describe('SIGTERM', () => {
@@ -412,6 +431,7 @@ describe('SIGTERM', () => {
                 const result = await child.exited;
                 const elapsed = Date.now() - t0;
                 assert.deepEqual(result, { code: 0, signal: null }, 'exit status 0');
+                assert.doesNotMatch(child.stderrText, /ERROR: \w*Sanitizer/);
                 assert.ok(elapsed <= 3000, `exited ${elapsed} ms after SIGTERM (grace 2 s + 1 s)`);
             } finally {
                 stuck.destroy();

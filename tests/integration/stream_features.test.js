@@ -69,7 +69,7 @@ function featureConfig(redisPort, opts = {}) {
     if (opts.maxEvents !== undefined) {
         lines.push('history:', `  max_events: ${opts.maxEvents}`);
     }
-    lines.push('logging: {level: info, format: text}', '');
+    lines.push('shutdown_grace: 2s', 'logging: {level: info, format: text}', '');
     return lines.join('\n');
 }
 
@@ -86,8 +86,20 @@ after(async () => {
 });
 
 /*
+ * Stops sluice with SIGTERM and asserts a clean exit: status 0 and no
+ * sanitizer report (with an ASan/LSan build as SLUICE_BIN, a leak makes
+ * the exit status non-zero and prints "ERROR: LeakSanitizer").
+ */
+async function stopCleanly(sluice) {
+    const result = await sluice.stop('SIGTERM');
+    assert.doesNotMatch(sluice.stderr, /ERROR: \w*Sanitizer/, sluice.stderrTail(60));
+    assert.deepEqual(result, { code: 0, signal: null }, `clean exit; stderr:\n${sluice.stderrTail()}`);
+}
+
+/*
  * Registers before/after hooks for one sluice with featureConfig(opts) in
- * the current describe block; returns {sluice} filled by the hook.
+ * the current describe block; returns {sluice} filled by the hook. The
+ * after hook fails the block when sluice does not stop cleanly.
  */
 function useSluice(opts) {
     const own = { sluice: null };
@@ -95,7 +107,9 @@ function useSluice(opts) {
         own.sluice = await startSluice(featureConfig(ctx.redis.port, opts));
     });
     after(async () => {
-        await own.sluice?.stop();
+        if (own.sluice) {
+            await stopCleanly(own.sluice);
+        }
     });
     return own;
 }
