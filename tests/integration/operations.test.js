@@ -273,7 +273,8 @@ describe('logging.format: json', () => {
             assert.equal(typeof rec.msg, 'string', line);
             assert.ok(rec.msg.length > 0, line);
         }
-        assert.ok(lines.some((l) => JSON.parse(l).level === 'warn'), 'the source-down warning is JSON too');
+        assert.ok(lines.some((l) => ['warn', 'error'].includes(JSON.parse(l).level)),
+            'the source failure is logged (as JSON too)');
     }));
 });
 
