@@ -33,8 +33,9 @@
  * assumed: live messages come once per client under MQTT 3.1.1 and once
  * per matching subscription under MQTT 5; retained messages come once per
  * matching filter on SUBSCRIBE under both, grouped by filter (so copies of
- * one retained message are not adjacent). Hence two mechanisms, both
- * exact where a heuristic would drop a real repeat of a message:
+ * one retained message are not adjacent). Hence two mechanisms, neither
+ * of which can take a real repeat of a live message for a copy (counting
+ * copies would, under 3.1.1):
  *   - MQTT 5: every filter is subscribed with its own subscription
  *     identifier, and a copy is delivered only if it carries the
  *     identifier of the oldest acknowledged filter that matches the topic
@@ -49,9 +50,14 @@
  *
  * Invariants: nothing here blocks the loop (except a DNS lookup, see
  * mqtt_connect_attempt), no password or URL is logged, and once stop() ran
- * no sink function is called. Callbacks from libmosquitto may call back
- * into the bridge, which may call stop(): the adapter is then freed only
- * after the outermost libmosquitto call has returned (impl->depth).
+ * no sink function is called. adapter.h forbids a sink to call stop();
+ * should one do it anyway, the adapter is freed only after the outermost
+ * libmosquitto call has returned (impl->depth), not under its feet.
+ *
+ * A known cost of this wiring: libmosquitto writes one byte to an internal
+ * non-blocking socketpair for every packet it queues (to wake its own
+ * select loop); nothing reads it here, so once full those writes fail
+ * with EAGAIN: one wasted syscall per PUBACK or SUBSCRIBE, no blocking.
  */
 #include "adapters/adapter.h"
 
@@ -93,7 +99,7 @@ static const char mqtt_system_ca_path[] = "/etc/ssl/certs";
 /* Where and how to connect, parsed from the source URL. Owns its strings;
  * user and password are secrets as far as logging is concerned. */
 struct mqtt_endpoint {
-    char *host;     /* without IPv6 brackets */
+    char *host; /* without IPv6 brackets */
     int port;
     bool tls;
     char *user;     /* NULL: anonymous */
@@ -109,10 +115,10 @@ enum mqtt_filter_state {
 
 /* One filter as subscribed on the current connection. */
 struct mqtt_filter {
-    char *text;          /* owned */
-    uint32_t id;         /* MQTT 5 subscription identifier; grows with
-                          * the order of subscription on a connection */
-    int mid;             /* of its SUBSCRIBE, or UNSUBSCRIBE if leaving */
+    char *text;  /* owned */
+    uint32_t id; /* MQTT 5 subscription identifier; grows with
+                  * the order of subscription on a connection */
+    int mid;     /* of its SUBSCRIBE, or UNSUBSCRIBE if leaving */
     enum mqtt_filter_state state;
 };
 
@@ -120,19 +126,19 @@ struct mqtt_filter {
  * retained messages delivered on this connection, for MQTT 3.1.1. */
 struct mqtt_seen {
     uint64_t *slots;
-    size_t cap;          /* 0 or a power of two */
+    size_t cap; /* 0 or a power of two */
     size_t count;
 };
 
 /* The adapter's private state (src->impl). */
 struct mqtt_adapter {
-    struct source *src;        /* not touched once stopped */
+    struct source *src; /* not touched once stopped */
     struct mosquitto *mosq;
     struct mqtt_endpoint ep;
     char *client_id;
     int keepalive_s;
-    bool v5;                   /* protocol 5 */
-    bool lib_initialised;      /* we hold one mosquitto_lib_init reference */
+    bool v5;              /* protocol 5 */
+    bool lib_initialised; /* we hold one mosquitto_lib_init reference */
 
     /* The current connection. ev_read/ev_write watch one socket and are
      * re-created per connection; the timers live as long as the adapter. */
@@ -141,10 +147,10 @@ struct mqtt_adapter {
     struct event *ev_misc;
     struct event *ev_handshake;
     struct event *ev_retry;
-    bool linked;               /* the I/O events watch a live socket */
-    bool write_armed;          /* ev_write is pending */
-    bool connack;              /* CONNACK accepted on this connection */
-    unsigned attempt;          /* reconnect attempt; reset when UP */
+    bool linked;      /* the I/O events watch a live socket */
+    bool write_armed; /* ev_write is pending */
+    bool connack;     /* CONNACK accepted on this connection */
+    unsigned attempt; /* reconnect attempt; reset when UP */
 
     /* Subscriptions of the current connection and deduplication state;
      * both start empty with every connection. */
@@ -153,8 +159,8 @@ struct mqtt_adapter {
     uint32_t next_id;
     struct mqtt_seen seen;
 
-    int depth;                 /* nesting of our event callbacks */
-    bool stopped;              /* stop() ran; free when depth is 0 */
+    int depth;    /* nesting of our event callbacks */
+    bool stopped; /* stop() ran; free when depth is 0 */
 };
 
 static void mqtt_on_readable(evutil_socket_t fd, short what, void *arg);
@@ -228,8 +234,8 @@ static int mqtt_copy_host(const char *host, struct mqtt_endpoint *ep)
  * grammar is libevent's (evhttp_uri_parse), which also handles IPv6
  * literals. Error texts never quote the URL: it may hold a password.
  */
-static int mqtt_parse_url(const char *url, struct mqtt_endpoint *ep,
-                          char *why, size_t whylen)
+static int mqtt_parse_url(const char *url, struct mqtt_endpoint *ep, char *why,
+                          size_t whylen)
 {
     struct evhttp_uri *uri = evhttp_uri_parse_with_flags(url, 0);
     const char *scheme, *host, *path, *userinfo;
@@ -479,9 +485,8 @@ static void mqtt_schedule_retry(struct mqtt_adapter *impl)
         log_warn("source %s: %s; retrying in %lld ms", impl->src->cfg->name,
                  impl->src->status, (long long)delay);
     else
-        log_debug("source %s: %s; retry %u in %lld ms",
-                  impl->src->cfg->name, impl->src->status, impl->attempt,
-                  (long long)delay);
+        log_debug("source %s: %s; retry %u in %lld ms", impl->src->cfg->name,
+                  impl->src->status, impl->attempt, (long long)delay);
     impl->attempt++;
     evtimer_add(impl->ev_retry, &tv);
 }
@@ -525,10 +530,10 @@ static int mqtt_link(struct mqtt_adapter *impl, evutil_socket_t fd)
         event_free(impl->ev_read);
     if (impl->ev_write != NULL)
         event_free(impl->ev_write);
-    impl->ev_read = event_new(base, fd, EV_READ | EV_PERSIST,
-                              mqtt_on_readable, impl);
-    impl->ev_write = event_new(base, fd, EV_WRITE | EV_PERSIST,
-                               mqtt_on_writable, impl);
+    impl->ev_read =
+        event_new(base, fd, EV_READ | EV_PERSIST, mqtt_on_readable, impl);
+    impl->ev_write =
+        event_new(base, fd, EV_WRITE | EV_PERSIST, mqtt_on_writable, impl);
     if (impl->ev_read == NULL || impl->ev_write == NULL)
         return -1;
     if (event_add(impl->ev_read, NULL) != 0 ||
@@ -556,8 +561,8 @@ static void mqtt_connect_attempt(struct mqtt_adapter *impl)
     int fd;
 
     errno = 0;
-    rc = mosquitto_connect_bind_async(impl->mosq, impl->ep.host,
-                                      impl->ep.port, impl->keepalive_s, NULL);
+    rc = mosquitto_connect_bind_async(impl->mosq, impl->ep.host, impl->ep.port,
+                                      impl->keepalive_s, NULL);
     if (rc != MOSQ_ERR_SUCCESS) {
         mqtt_fail(impl, "connect failed: %s", mqtt_strerror(rc));
         return;
@@ -591,8 +596,8 @@ static int mqtt_subscribe(struct mqtt_adapter *impl, const char *text,
     }
     errno = 0;
     if (!impl->v5)
-        rc = mosquitto_subscribe(impl->mosq, &f->mid, text,
-                                 impl->src->cfg->qos);
+        rc =
+            mosquitto_subscribe(impl->mosq, &f->mid, text, impl->src->cfg->qos);
     else if (mosquitto_property_add_varint(&props,
                                            MQTT_PROP_SUBSCRIPTION_IDENTIFIER,
                                            f->id) == MOSQ_ERR_SUCCESS)
@@ -615,8 +620,7 @@ static void mqtt_unsubscribe(struct mqtt_adapter *impl, size_t i)
 
     if (f->state == MQTT_FILTER_LEAVING)
         return;
-    if (mosquitto_unsubscribe(impl->mosq, &f->mid, f->text) ==
-        MOSQ_ERR_SUCCESS)
+    if (mosquitto_unsubscribe(impl->mosq, &f->mid, f->text) == MOSQ_ERR_SUCCESS)
         f->state = MQTT_FILTER_LEAVING;
     else
         mqtt_filters_drop(impl, i);
@@ -665,8 +669,8 @@ static int mqtt_apply_filters(struct mqtt_adapter *impl,
         for (size_t i = 0; i < impl->nfilters && !have; i++)
             have = impl->filters[i].state != MQTT_FILTER_LEAVING &&
                    strcmp(impl->filters[i].text, want->items[j]) == 0;
-        if (!have && mqtt_subscribe(impl, want->items[j], why,
-                                    sizeof(why)) != 0) {
+        if (!have &&
+            mqtt_subscribe(impl, want->items[j], why, sizeof(why)) != 0) {
             log_warn("source %s: %s", impl->src->cfg->name, why);
             rc = -1;
         }
@@ -679,15 +683,17 @@ static int mqtt_apply_filters(struct mqtt_adapter *impl,
 /* The entry with subscription identifier id that matches the topic and
  * is, or is about to be, subscribed; NULL if none. */
 static const struct mqtt_filter *mqtt_v5_filter(const struct mqtt_adapter *impl,
-                                                uint32_t id,
-                                                const char *topic, size_t len)
+                                                uint32_t id, const char *topic,
+                                                size_t len)
 {
     for (size_t i = 0; i < impl->nfilters; i++) {
         const struct mqtt_filter *f = &impl->filters[i];
 
         if (f->id == id)
             return f->state != MQTT_FILTER_REFUSED &&
-                   topic_mqtt_match(f->text, topic, len) ? f : NULL;
+                           topic_mqtt_match(f->text, topic, len)
+                       ? f
+                       : NULL;
     }
     return NULL;
 }
@@ -710,17 +716,15 @@ static const struct mqtt_filter *mqtt_v5_filter(const struct mqtt_adapter *impl,
  * Hot path: one pass over the filters (few per source) when several
  * overlap; nothing when there is one filter.
  */
-static bool mqtt_v5_is_copy(const struct mqtt_adapter *impl,
-                            const char *topic, size_t len,
-                            const mosquitto_property *props)
+static bool mqtt_v5_is_copy(const struct mqtt_adapter *impl, const char *topic,
+                            size_t len, const mosquitto_property *props)
 {
     const mosquitto_property *p;
     uint32_t id, best = UINT32_MAX;
 
     if (impl->nfilters <= 1)
         return false;
-    p = mosquitto_property_read_varint(props,
-                                       MQTT_PROP_SUBSCRIPTION_IDENTIFIER,
+    p = mosquitto_property_read_varint(props, MQTT_PROP_SUBSCRIPTION_IDENTIFIER,
                                        &id, false);
     for (; p != NULL; p = mosquitto_property_read_varint(
                           p, MQTT_PROP_SUBSCRIPTION_IDENTIFIER, &id, true))
@@ -744,8 +748,7 @@ static bool mqtt_v5_is_copy(const struct mqtt_adapter *impl,
  * a SUBSCRIBE) already delivered on this connection: the copy for a
  * second matching filter, or a re-send after resubscribe. */
 static bool mqtt_v4_is_copy(struct mqtt_adapter *impl,
-                            const struct mosquitto_message *m,
-                            size_t topic_len)
+                            const struct mosquitto_message *m, size_t topic_len)
 {
     uint64_t h;
 
@@ -785,8 +788,7 @@ static void mqtt_on_message(struct mosquitto *mosq, void *obj,
                       m->payloadlen > 0 ? m->payload : "",
                       (size_t)m->payloadlen, mqtt_now_ms(impl));
     if (msg == NULL) {
-        log_warn("source %s: message dropped: out of memory",
-                 src->cfg->name);
+        log_warn("source %s: message dropped: out of memory", src->cfg->name);
         return;
     }
     msg->has_mqtt = true;
@@ -935,8 +937,12 @@ static void mqtt_on_readable(evutil_socket_t fd, short what, void *arg)
 /*
  * Writable socket: flush queued packets. During a TLS handshake
  * libmosquitto 2.0 advances SSL_connect only from mosquitto_loop_read
- * (its own mosquitto_loop does the same on writability), so before the
- * CONNACK a TLS connection also gets a read call here.
+ * (its own mosquitto_loop calls the handshake on writability too), and
+ * loop_write does nothing then. When SSL_connect wants to write (its
+ * ClientHello met a TCP connect still in progress, as with a remote
+ * broker), want_write stays true and this event would fire in a loop;
+ * so before the CONNACK a TLS connection also gets a read call here.
+ * On loopback the handshake only ever waits to read.
  */
 static void mqtt_on_writable(evutil_socket_t fd, short what, void *arg)
 {
@@ -967,8 +973,7 @@ static void mqtt_on_misc(evutil_socket_t fd, short what, void *arg)
     mqtt_leave(impl);
 }
 
-static void mqtt_on_handshake_timeout(evutil_socket_t fd, short what,
-                                      void *arg)
+static void mqtt_on_handshake_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct mqtt_adapter *impl = arg;
 
@@ -1010,8 +1015,7 @@ static int mqtt_store_session_expiry(struct mqtt_adapter *impl)
     mosquitto_property *props = NULL;
     int rc;
 
-    rc = mosquitto_property_add_int32(&props,
-                                      MQTT_PROP_SESSION_EXPIRY_INTERVAL,
+    rc = mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
                                       UINT32_MAX);
     if (rc == MOSQ_ERR_SUCCESS)
         rc = mosquitto_connect_bind_v5(impl->mosq, impl->ep.host, -1,
@@ -1042,8 +1046,10 @@ static int mqtt_configure_tls(struct mqtt_adapter *impl, char *why,
                            cfg->ca_file ? NULL : mqtt_system_ca_path,
                            cfg->cert_file, cfg->key_file, NULL);
     if (rc != MOSQ_ERR_SUCCESS) {
-        snprintf(why, whylen, "TLS setup failed (check ca_file, cert_file, "
-                 "key_file): %s", mosquitto_strerror(rc));
+        snprintf(why, whylen,
+                 "TLS setup failed (check ca_file, cert_file, "
+                 "key_file): %s",
+                 mosquitto_strerror(rc));
         return -1;
     }
     return 0;
@@ -1057,12 +1063,11 @@ static int mqtt_configure(struct mqtt_adapter *impl, char *why, size_t whylen)
 
     impl->mosq = mosquitto_new(impl->client_id, cfg->clean_session, impl);
     if (impl->mosq == NULL) {
-        snprintf(why, whylen, "cannot create MQTT client: %s",
-                 strerror(errno));
+        snprintf(why, whylen, "cannot create MQTT client: %s", strerror(errno));
         return -1;
     }
-    if (mosquitto_int_option(impl->mosq, MOSQ_OPT_PROTOCOL_VERSION,
-                             version) != MOSQ_ERR_SUCCESS ||
+    if (mosquitto_int_option(impl->mosq, MOSQ_OPT_PROTOCOL_VERSION, version) !=
+            MOSQ_ERR_SUCCESS ||
         (impl->ep.user != NULL &&
          mosquitto_username_pw_set(impl->mosq, impl->ep.user,
                                    impl->ep.password) != MOSQ_ERR_SUCCESS)) {
