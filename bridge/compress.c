@@ -105,9 +105,8 @@ void compressor_free(struct compressor *c)
     free(c);
 }
 
-/* Deflates one input block with Z_SYNC_FLUSH into out. */
-static int compressor_block(struct compressor *c, const void *data,
-                            size_t len, struct evbuffer *out)
+int compressor_write_bytes(struct compressor *c, const void *data,
+                           size_t len, struct evbuffer *out)
 {
     c->z.next_in = (Bytef *)data;
     c->z.avail_in = (uInt)len;
@@ -136,7 +135,7 @@ int compressor_write(struct compressor *c, struct evbuffer *in,
         return 0;
     if (data == NULL)
         return -1;
-    rc = compressor_block(c, data, len, out);
+    rc = compressor_write_bytes(c, data, len, out);
     evbuffer_drain(in, len);
     return rc;
 }

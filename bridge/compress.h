@@ -12,6 +12,8 @@
 #ifndef SLUICE_COMPRESS_H
 #define SLUICE_COMPRESS_H
 
+#include <stddef.h>
+
 struct compressor;
 struct evbuffer;
 
@@ -36,5 +38,9 @@ void compressor_free(struct compressor *c);
  * 0, or -1 on a zlib error. */
 int compressor_write(struct compressor *c, struct evbuffer *in,
                      struct evbuffer *out);
+
+/* The same for data[0..len). */
+int compressor_write_bytes(struct compressor *c, const void *data,
+                           size_t len, struct evbuffer *out);
 
 #endif

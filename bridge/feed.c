@@ -201,17 +201,21 @@ static void feed_on_match(void *owner, void *arg)
 {
     struct feed *f = owner;
     struct message *msg = arg;
+    struct frame frame;
 
     if (f->last_seq == msg->seq)
         return;
     f->last_seq = msg->seq;
     if (f->filter.narrow.count > 0 && !feed_matches(f, msg))
         return;
+    /* Formatted once here, copied to every stream below. */
+    if (stream_frame_build(f->bridge, f, msg, &frame) < 0)
+        return; /* out of memory: streams resume by id later */
     /* stream_deliver never unlinks a stream (closing is deferred to the
      * reap list), so this walk is safe. */
     for (struct stream *s = f->streams; s != NULL; s = s->feed_next)
         if (s->live)
-            stream_deliver(s, msg);
+            stream_deliver(s, &frame, msg->seq);
 }
 
 void feed_dispatch(struct bridge *b, struct message *msg)

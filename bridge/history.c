@@ -141,6 +141,15 @@ int history_restore(struct history *h, struct message *msg)
     return history_append(h, msg); /* gives it seq == next_seq */
 }
 
+void history_set_epoch(struct history *h, int64_t epoch_ms)
+{
+    h->epoch_len = history_base36((uint64_t)epoch_ms, h->epoch);
+    for (uint64_t s = h->first_seq; s < h->next_seq; s++) {
+        struct message *m = h->ring[s & (h->capacity - 1)];
+        m->id_len = history_format_id(h, s, m->id, sizeof(m->id));
+    }
+}
+
 void history_expire(struct history *h, int64_t now_ms)
 {
     int64_t cutoff = now_ms - h->cfg.max_age_ms;

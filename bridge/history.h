@@ -53,6 +53,11 @@ int history_append(struct history *h, struct message *msg);
  */
 int history_restore(struct history *h, struct message *msg);
 
+/* Switches to a new id epoch: stored messages keep their seqs but get ids
+ * of the new epoch, so every id a client holds from the old one is
+ * unknown. For a history whose journal lost records. */
+void history_set_epoch(struct history *h, int64_t epoch_ms);
+
 /* Evicts entries older than max_age at now_ms. */
 void history_expire(struct history *h, int64_t now_ms);
 

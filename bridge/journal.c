@@ -88,6 +88,7 @@ struct journal {
     bool dirty;             /* written since the last fdatasync (batch) */
     bool tail_torn;         /* a failed write is not truncated back yet */
     bool failing;           /* the last append failed (log once) */
+    bool lost;              /* replay cut records: issued ids may be gone */
 
     /* Reusable record buffer: the append path allocates only to grow it.
      * Replay borrows it to NUL-terminate entry ids. */
@@ -263,6 +264,20 @@ static int journal_lock(struct journal *j, char *err, size_t errlen)
         snprintf(err, errlen, "history.dir %s: cannot lock: %s", j->dir,
                  strerror(errno));
     return -1;
+}
+
+bool journal_lost_records(const struct journal *j)
+{
+    return j->lost;
+}
+
+static int journal_write_epoch(struct journal *j, int64_t epoch_ms,
+                               char *err, size_t errlen);
+
+int journal_set_epoch(struct journal *j, int64_t epoch_ms, char *err,
+                      size_t errlen)
+{
+    return journal_write_epoch(j, epoch_ms, err, errlen);
 }
 
 /* Writes the epoch file atomically: tmp file, fsync, rename, fsync dir. */
@@ -470,6 +485,7 @@ static int journal_cut(struct journal *j, size_t i, int fd, size_t good,
     log_warn("journal: %s/%s: corrupt or torn record at offset %zu; "
              "truncating (%zu bytes dropped)", j->dir, name, good,
              size - good);
+    j->lost = true;
     if (ftruncate(fd, (off_t)good) != 0 || fsync(fd) != 0) {
         log_error("journal: %s/%s: cannot truncate: %s", j->dir, name,
                   strerror(errno));

@@ -67,6 +67,15 @@ int journal_replay(struct journal *j,
                    int (*cb)(void *arg, const struct journal_record *rec),
                    void *arg);
 
+/* True when journal_replay had to cut records (a torn or corrupt tail):
+ * ids issued for them may be lost, so the caller should start a new id
+ * epoch rather than issue those ids again. */
+bool journal_lost_records(const struct journal *j);
+
+/* Replaces the stored id epoch (atomically). 0, or -1 with err. */
+int journal_set_epoch(struct journal *j, int64_t epoch_ms, char *err,
+                      size_t errlen);
+
 /* Appends msg (msg->seq set) under source name `source`. Rolls to a new
  * segment when the current one is full. 0, or -1 on I/O error (logged). */
 int journal_append(struct journal *j, const struct message *msg,

@@ -8,6 +8,7 @@
  */
 #include "bridge/persist.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -61,6 +62,68 @@ static int persist_restore_record(void *arg, const struct journal_record *rec)
     return 0;
 }
 
+/* The kernel's id of this boot, or "" when unknown. */
+static void persist_boot_id(char *out, size_t len)
+{
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+
+    out[0] = '\0';
+    if (f == NULL)
+        return;
+    if (fgets(out, (int)len, f) == NULL)
+        out[0] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+    fclose(f);
+}
+
+/*
+ * True when the machine rebooted since the journal was last opened: then
+ * records written but not yet fsynced (fsync never/batch) may be lost,
+ * with ids that browsers have seen. A kill -9 alone loses nothing: records
+ * are written before any stream sees them and the page cache survives.
+ * Records this boot's id in <dir>/boot_id for the next start.
+ */
+static bool persist_rebooted(const char *dir)
+{
+    char path[4096], tmp[4096], now[64], was[64] = "";
+    FILE *f;
+    bool rebooted;
+
+    persist_boot_id(now, sizeof(now));
+    snprintf(path, sizeof(path), "%s/boot_id", dir);
+    snprintf(tmp, sizeof(tmp), "%s/boot_id.tmp", dir);
+    f = fopen(path, "r");
+    if (f != NULL) {
+        if (fgets(was, sizeof(was), f) == NULL)
+            was[0] = '\0';
+        was[strcspn(was, "\n")] = '\0';
+        fclose(f);
+    }
+    rebooted = f != NULL && strcmp(was, now) != 0;
+    f = fopen(tmp, "w");
+    if (f != NULL) {
+        fprintf(f, "%s\n", now);
+        if (fclose(f) == 0)
+            rename(tmp, path);
+    }
+    return rebooted;
+}
+
+/* After a restore that may have lost ids (see persist_rebooted and
+ * journal_lost_records): a new epoch, so browsers get one reset instead
+ * of ids issued again for different events. */
+static int persist_new_epoch(struct bridge *b, int64_t now_ms,
+                             const char *why, char *err, size_t errlen)
+{
+    log_warn("history %s: %s: starting a new id epoch (browsers resuming "
+             "from before get a reset)",
+             b->cfg->history.dir, why);
+    if (journal_set_epoch(b->journal, now_ms, err, errlen) < 0)
+        return -1;
+    history_set_epoch(b->history, now_ms);
+    return 0;
+}
+
 int persist_open(struct bridge *b, int64_t now_ms, char *err, size_t errlen)
 {
     const struct history_config *hc = &b->cfg->history;
@@ -85,6 +148,15 @@ int persist_open(struct bridge *b, int64_t now_ms, char *err, size_t errlen)
                  hc->dir);
         return -1;
     }
+    if (journal_lost_records(b->journal) &&
+        persist_new_epoch(b, now_ms, "the journal lost records", err,
+                          errlen) < 0)
+        return -1;
+    if (persist_rebooted(hc->dir) && hc->fsync != FSYNC_ALWAYS &&
+        !journal_lost_records(b->journal) &&
+        persist_new_epoch(b, now_ms, "the machine restarted (fsync is not "
+                          "always)", err, errlen) < 0)
+        return -1;
     persist_expire(b, now_ms);
     log_info("history %s: restored %zu events in %lld ms", hc->dir,
              history_count(b->history),

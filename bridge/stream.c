@@ -34,6 +34,8 @@
 
 /* A replay writes up to this many bytes, then waits for the socket. */
 #define STREAM_REPLAY_BATCH (64 * 1024)
+/* Longest chunk header: 16 hex digits and CRLF. */
+#define STREAM_CHUNK_HEAD_MAX 18
 /* A client whose socket accepts nothing for this long is dropped. */
 #define STREAM_WRITE_TIMEOUT_S 30
 
@@ -112,20 +114,159 @@ static void stream_check_pending(struct stream *s)
     }
 }
 
-void stream_deliver(struct stream *s, struct message *msg)
+static struct evbuffer *stream_output(const struct stream *s)
+{
+    return bufferevent_get_output(evhttp_connection_get_bufferevent(s->evcon));
+}
+
+/* Writes "<len in hex>\r\n", an HTTP/1.1 chunk header, into out (room
+ * for STREAM_CHUNK_HEAD_MAX); returns its length. */
+static size_t stream_chunk_header(size_t len, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    char digits[16];
+    size_t n = 0, i = 0;
+
+    do {
+        digits[n++] = hex[len & 15];
+        len >>= 4;
+    } while (len > 0);
+    while (n > 0)
+        out[i++] = digits[--n];
+    out[i++] = '\r';
+    out[i++] = '\n';
+    return i;
+}
+
+/*
+ * Appends SSE text to a live stream's output, framed for its connection:
+ * deflated for a compressed stream, one chunk for HTTP/1.1, as is for a
+ * close-delimited HTTP/1.0 body. The write happens in stream_write.
+ */
+static void stream_append_text(struct stream *s, const char *data,
+                               size_t len)
+{
+    struct bridge *b = s->bridge;
+    struct evbuffer *out = stream_output(s);
+    struct evbuffer *z = b->zscratch;
+    char head[STREAM_CHUNK_HEAD_MAX];
+
+    if (s->z != NULL) {
+        if (compressor_write_bytes(s->z, data, len, z) < 0)
+            return;
+        len = evbuffer_get_length(z);
+    }
+    if (s->chunked)
+        evbuffer_add(out, head, stream_chunk_header(len, head));
+    if (s->z != NULL)
+        evbuffer_add_buffer(out, z);
+    else
+        evbuffer_add(out, data, len);
+    if (s->chunked)
+        evbuffer_add(out, "\r\n", 2);
+    bridge_mark_dirty(s->bridge, s);
+}
+
+/* Appends the scratch buffer's text (a heartbeat) and empties it. */
+static void stream_append_scratch(struct stream *s)
+{
+    struct evbuffer *scratch = s->bridge->scratch;
+    size_t len = evbuffer_get_length(scratch);
+
+    stream_append_text(s, (const char *)evbuffer_pullup(scratch, -1), len);
+    evbuffer_drain(scratch, len);
+}
+
+void stream_deliver(struct stream *s, const struct frame *f, uint64_t seq)
 {
     if (s->reaping || s->closing)
         return;
-    stream_append_frame(s, msg);
-    stream_flush(s);
+    if (s->z != NULL) {
+        stream_append_text(s, f->plain, f->plain_len);
+    } else {
+        /* The common case: one copy of bytes formatted once per feed. */
+        if (s->chunked)
+            evbuffer_add(stream_output(s), f->chunked, f->chunked_len);
+        else
+            evbuffer_add(stream_output(s), f->plain, f->plain_len);
+        bridge_mark_dirty(s->bridge, s);
+    }
+    s->sent_seq = seq;
+    s->bridge->metrics.delivered++;
     stream_check_pending(s);
+}
+
+void stream_write(struct stream *s)
+{
+    struct bufferevent *bev;
+    struct evbuffer *out;
+
+    s->dirty = false;
+    if (s->evcon == NULL || s->closing || !s->live)
+        return;
+    bev = evhttp_connection_get_bufferevent(s->evcon);
+    out = bufferevent_get_output(bev);
+    if (evbuffer_get_length(out) > 0)
+        evbuffer_write(out, bufferevent_getfd(bev));
+    /* What the socket did not take, libevent writes when it can; with an
+     * empty buffer no write event is armed, so an idle-then-busy stream
+     * costs one writev per turn and no epoll_ctl. */
+    if (evbuffer_get_length(out) > 0)
+        bufferevent_enable(bev, EV_WRITE);
+    else
+        bufferevent_disable(bev, EV_WRITE);
+    s->last_write_ms = stream_now_ms(s);
+}
+
+int stream_frame_build(struct bridge *b, const struct feed *f,
+                       struct message *msg, struct frame *out)
+{
+    size_t body_len, len, head_len, event_len = 0;
+    const char *body = message_body(msg, f->format,
+                                    bridge_source_name(b, msg->source),
+                                    &body_len);
+    char head[STREAM_CHUNK_HEAD_MAX];
+    char *p;
+
+    if (body == NULL)
+        return -1;
+    if (f->event == ROUTE_EVENT_TOPIC)
+        sse_append_event(b->scratch, msg->topic, msg->topic_len);
+    else if (f->event == ROUTE_EVENT_FIXED)
+        evbuffer_add(b->scratch, f->event_line, f->event_line_len);
+    event_len = evbuffer_get_length(b->scratch);
+    len = 4 + msg->id_len + 1 + event_len + body_len;
+    if (bridge_frame_reserve(b, STREAM_CHUNK_HEAD_MAX + len + 2) < 0) {
+        evbuffer_drain(b->scratch, event_len);
+        return -1;
+    }
+    /* The frame starts after room for the chunk header, which is then
+     * written right before it: both views share one copy. */
+    p = b->framebuf + STREAM_CHUNK_HEAD_MAX;
+    memcpy(p, "id: ", 4);
+    memcpy(p + 4, msg->id, msg->id_len);
+    p[4 + msg->id_len] = '\n';
+    evbuffer_remove(b->scratch, p + 5 + msg->id_len, event_len);
+    memcpy(p + 5 + msg->id_len + event_len, body, body_len);
+    memcpy(p + len, "\r\n", 2);
+    head_len = stream_chunk_header(len, head);
+    memcpy(p - head_len, head, head_len);
+    out->plain = p;
+    out->plain_len = len;
+    out->chunked = p - head_len;
+    out->chunked_len = head_len + len + 2;
+    return 0;
 }
 
 static void stream_replay(struct stream *s);
 
 static void stream_on_drained(struct evhttp_connection *evcon, void *arg)
 {
-    stream_replay(arg);
+    struct stream *s = arg;
+
+    /* evhttp keeps the last callback for later drains too. */
+    if (!s->live)
+        stream_replay(s);
 }
 
 /*
@@ -202,7 +343,7 @@ void stream_tick(struct stream *s, int64_t now_ms)
         return;
     if (!stream_append_checkpoint(s))
         evbuffer_add(s->bridge->scratch, ":\n\n", 3);
-    stream_flush(s);
+    stream_append_scratch(s);
     stream_check_pending(s);
 }
 
@@ -214,6 +355,8 @@ static void stream_destroy(struct stream *s)
 
     if (s->feed != NULL)
         feed_detach(s->feed, s);
+    if (s->dirty)
+        bridge_unmark_dirty(b, s);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
@@ -408,6 +551,9 @@ struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
     evhttp_add_header(hdrs, "X-Accel-Buffering", "no");
     stream_negotiate_compression(s);
     evhttp_send_reply_start(req, 200, "OK");
+    /* evhttp chose the framing (chunked for HTTP/1.1) when it sent the
+     * headers; live writes frame their own chunks the same way. */
+    s->chunked = evhttp_find_header(hdrs, "Transfer-Encoding") != NULL;
     evhttp_connection_set_closecb(s->evcon, stream_on_close, s);
     stream_set_timeouts(s);
 

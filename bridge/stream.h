@@ -27,6 +27,7 @@ struct compressor;
 struct evhttp_connection;
 struct evhttp_request;
 struct feed;
+struct frame;
 struct message;
 
 struct stream {
@@ -37,6 +38,7 @@ struct stream {
     struct stream *feed_prev, *feed_next;
     struct stream *prev, *next;      /* in bridge->streams */
     struct stream *reap_next;        /* in bridge->reap */
+    struct stream *dirty_next;       /* in bridge->dirty */
     struct compressor *z;            /* owned; NULL: not compressed */
 
     uint64_t cursor;       /* replaying: next seq to consider */
@@ -48,6 +50,21 @@ struct stream {
     bool live;
     bool reaping;          /* on the bridge's reap list */
     bool closing;          /* final "retry:" being flushed, then freed */
+    bool chunked;          /* HTTP/1.1 chunked body (else close-delimited) */
+    bool dirty;            /* on bridge->dirty: output waits for a write */
+};
+
+/*
+ * The wire bytes of one message for one feed, built once per dispatch:
+ * `plain` is the SSE frame ("id:", "event:", "data:" lines, blank line);
+ * `chunked` is the same wrapped as one HTTP/1.1 chunk. Both point into a
+ * buffer owned by the bridge and live until the next message.
+ */
+struct frame {
+    const char *plain;
+    size_t plain_len;
+    const char *chunked;
+    size_t chunked_len;
 };
 
 /* How a new stream starts (decided by the server from the request). */
@@ -75,8 +92,20 @@ struct stream_start {
 struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
                            struct feed *f, const struct stream_start *start);
 
-/* Hot path: a new message for this stream's feed (only if live). */
-void stream_deliver(struct stream *s, struct message *msg);
+/* Hot path: a new message for this stream's feed (only if live), as the
+ * frame the feed built once for all its streams. Appends to the socket's
+ * output; the write happens in stream_write, once per loop turn. */
+void stream_deliver(struct stream *s, const struct frame *f, uint64_t seq);
+
+/* Builds msg's frame for feed f in the bridge's frame buffer (valid until
+ * the next call). Once per message per feed. 0, or -1 on ENOMEM. */
+int stream_frame_build(struct bridge *b, const struct feed *f,
+                       struct message *msg, struct frame *out);
+
+/* Hot path: writes what is pending for a live stream with one writev,
+ * leaving libevent to finish only when the socket is full. Called by the
+ * bridge for every dirty stream at the end of a dispatch turn. */
+void stream_write(struct stream *s);
 
 /* Heartbeat, token expiry and lifetime checks (from the housekeeping tick). */
 void stream_tick(struct stream *s, int64_t now_ms);
