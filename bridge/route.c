@@ -30,7 +30,10 @@
 #include <string.h>
 
 #define ROUTE_MAX_PATH 8192    /* bytes of a raw request path */
-#define ROUTE_MAX_SEGMENTS 64  /* segments of a request path or template */
+#define ROUTE_MAX_SEGMENTS 64  /* segments of a path template */
+/* Segments of a request path: a {x*} parameter may carry a deep MQTT
+ * topic (the path's byte limit bounds it anyway). */
+#define ROUTE_MAX_REQUEST_SEGMENTS 1024
 #define ROUTE_REASON_MAX 121   /* a resolve refusal: 120 chars and NUL */
 
 static const char *const reserved_paths[] = {"/healthz", "/readyz",
@@ -612,8 +615,8 @@ void route_params_clear(struct route_params *p)
  * stored one after the other in buf. */
 struct request_path {
     char buf[ROUTE_MAX_PATH + 1];
-    const char *seg[ROUTE_MAX_SEGMENTS];
-    size_t len[ROUTE_MAX_SEGMENTS];
+    const char *seg[ROUTE_MAX_REQUEST_SEGMENTS];
+    size_t len[ROUTE_MAX_REQUEST_SEGMENTS];
     size_t n;
 };
 
@@ -629,7 +632,7 @@ static int request_path_split(const char *rest, size_t restlen,
     for (size_t start = 0; start <= restlen;) {
         const char *slash = memchr(rest + start, '/', restlen - start);
         size_t end = slash ? (size_t)(slash - rest) : restlen;
-        if (rp->n == ROUTE_MAX_SEGMENTS)
+        if (rp->n == ROUTE_MAX_REQUEST_SEGMENTS)
             return -1;
         long n = percent_decode(rest + start, end - start, rp->buf + at,
                                 false);

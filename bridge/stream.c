@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -106,12 +107,20 @@ static void stream_append_frame(struct stream *s, struct message *msg)
     b->metrics.delivered++;
 }
 
-static void stream_check_pending(struct stream *s)
+/*
+ * A stream with more than max_pending bytes still unsent before a new
+ * write is cut (it resumes by id from the history). Checked before the
+ * write, so that one event larger than max_pending (a 1 MiB payload as
+ * base64 json) still reaches a client that keeps up. Returns true when
+ * the stream was cut.
+ */
+static bool stream_cut_if_behind(struct stream *s)
 {
-    if (stream_pending(s) > s->bridge->cfg->stream.max_pending) {
-        s->reap_reason = DROP_SLOW;
-        bridge_schedule_reap(s->bridge, s);
-    }
+    if (stream_pending(s) <= s->bridge->cfg->stream.max_pending)
+        return false;
+    s->reap_reason = DROP_SLOW;
+    bridge_schedule_reap(s->bridge, s);
+    return true;
 }
 
 static struct evbuffer *stream_output(const struct stream *s)
@@ -177,23 +186,41 @@ static void stream_append_scratch(struct stream *s)
     evbuffer_drain(scratch, len);
 }
 
+/*
+ * Hot path: the stream's first event in this loop turn goes straight to
+ * the socket from the shared frame: one send(2), no copy into a buffer, no
+ * allocation. What the socket does not take, and any later event of the
+ * same turn, is appended to the output and written once at the end of the
+ * turn (stream_write), so bursts and slow sockets still coalesce.
+ */
+static void stream_send_frame(struct stream *s, const char *data, size_t len)
+{
+    struct evbuffer *out = stream_output(s);
+    ssize_t n = 0;
+
+    if (!s->dirty && evbuffer_get_length(out) == 0) {
+        n = send(s->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0)
+            n = 0; /* EAGAIN, or an error stream_write will meet */
+        s->last_write_ms = stream_now_ms(s);
+    }
+    if ((size_t)n < len)
+        evbuffer_add(out, data + n, len - (size_t)n);
+    bridge_mark_dirty(s->bridge, s);
+}
+
 void stream_deliver(struct stream *s, const struct frame *f, uint64_t seq)
 {
-    if (s->reaping || s->closing)
+    if (s->reaping || s->closing || stream_cut_if_behind(s))
         return;
-    if (s->z != NULL) {
+    if (s->z != NULL)
         stream_append_text(s, f->plain, f->plain_len);
-    } else {
-        /* The common case: one copy of bytes formatted once per feed. */
-        if (s->chunked)
-            evbuffer_add(stream_output(s), f->chunked, f->chunked_len);
-        else
-            evbuffer_add(stream_output(s), f->plain, f->plain_len);
-        bridge_mark_dirty(s->bridge, s);
-    }
+    else if (s->chunked)
+        stream_send_frame(s, f->chunked, f->chunked_len);
+    else
+        stream_send_frame(s, f->plain, f->plain_len);
     s->sent_seq = seq;
     s->bridge->metrics.delivered++;
-    stream_check_pending(s);
 }
 
 void stream_write(struct stream *s)
@@ -206,8 +233,11 @@ void stream_write(struct stream *s)
         return;
     bev = evhttp_connection_get_bufferevent(s->evcon);
     out = bufferevent_get_output(bev);
-    if (evbuffer_get_length(out) > 0)
-        evbuffer_write(out, bufferevent_getfd(bev));
+    if (evbuffer_get_length(out) == 0) {
+        bufferevent_disable(bev, EV_WRITE);
+        return; /* everything went out in stream_send_frame */
+    }
+    evbuffer_write(out, s->fd);
     /* What the socket did not take, libevent writes when it can; with an
      * empty buffer no write event is armed, so an idle-then-busy stream
      * costs one writev per turn and no epoll_ctl. */
@@ -341,10 +371,11 @@ void stream_tick(struct stream *s, int64_t now_ms)
     /* A replaying stream writes anyway, and owns the drain callback. */
     if (!s->live || now_ms - s->last_write_ms < sc->heartbeat_ms)
         return;
+    if (stream_cut_if_behind(s))
+        return;
     if (!stream_append_checkpoint(s))
         evbuffer_add(s->bridge->scratch, ":\n\n", 3);
     stream_append_scratch(s);
-    stream_check_pending(s);
 }
 
 /* Unlinks s from its feed and the bridge's list and frees it. The
@@ -554,6 +585,7 @@ struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
     /* evhttp chose the framing (chunked for HTTP/1.1) when it sent the
      * headers; live writes frame their own chunks the same way. */
     s->chunked = evhttp_find_header(hdrs, "Transfer-Encoding") != NULL;
+    s->fd = bufferevent_getfd(evhttp_connection_get_bufferevent(s->evcon));
     evhttp_connection_set_closecb(s->evcon, stream_on_close, s);
     stream_set_timeouts(s);
 

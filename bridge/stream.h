@@ -40,6 +40,7 @@ struct stream {
     struct stream *reap_next;        /* in bridge->reap */
     struct stream *dirty_next;       /* in bridge->dirty */
     struct compressor *z;            /* owned; NULL: not compressed */
+    int fd;                          /* the socket (owned by libevent) */
 
     uint64_t cursor;       /* replaying: next seq to consider */
     uint64_t sent_seq;     /* seq of the last id the client has */

@@ -266,6 +266,7 @@ async function blackHole() {
         hole.open.add(sock);
         sock.on('error', () => {});
         sock.on('close', () => hole.open.delete(sock));
+        sock.resume(); /* read (and drop) what comes, so a FIN is seen */
     });
     await new Promise((resolve) => hole.server.listen(port, '127.0.0.1', resolve));
     hole.close = () => new Promise((resolve) => {
