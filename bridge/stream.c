@@ -18,13 +18,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 
+#include "auth/auth.h"
 #include "bridge/bridge.h"
 #include "bridge/compress.h"
 #include "bridge/feed.h"
@@ -535,6 +539,28 @@ static int64_t stream_lifetime_deadline(struct stream *s, int64_t now_ms)
            (int64_t)bridge_random(s->bridge, (uint64_t)(life / 5) + 1);
 }
 
+/*
+ * Frees the header lists libevent keeps for the connection's lifetime
+ * once they have served: our response headers are on the wire, and of
+ * the request's only Authorization and Cookie are read again (on SIGHUP,
+ * by server_rehome, with auth on). About a third of a stream's memory.
+ */
+static void stream_trim_request(struct stream *s)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(s->req);
+    bool keep_auth = auth_enabled(s->bridge->auth);
+    struct evkeyval *kv = TAILQ_FIRST(in);
+
+    evhttp_clear_headers(evhttp_request_get_output_headers(s->req));
+    while (kv != NULL) {
+        struct evkeyval *next = TAILQ_NEXT(kv, next);
+        if (!keep_auth || (strcasecmp(kv->key, "Authorization") != 0 &&
+                           strcasecmp(kv->key, "Cookie") != 0))
+            evhttp_remove_header(in, kv->key);
+        kv = next;
+    }
+}
+
 /* With stream.compression, gzip/deflate when the client accepts it. A
  * compressor that cannot be allocated just means an uncompressed
  * stream. */
@@ -590,6 +616,7 @@ struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
     stream_set_timeouts(s);
 
     stream_append_preamble(s, start);
+    stream_trim_request(s);
     if (start->kind == STREAM_START_RESUME) {
         s->sent_seq = start->last_seq;
         s->cursor = start->last_seq + 1;

@@ -187,7 +187,7 @@ async function scrape(port) {
     };
     return {
         connections: get('sluice_connections'),
-        received: get('sluice_events_received_total{source="cache"}'),
+        eventsReceived: get('sluice_events_received_total{source="cache"}'),
         delivered: get('sluice_events_delivered_total'),
         dropped: get('sluice_clients_dropped_total{reason="slow"}'),
     };
@@ -300,7 +300,7 @@ async function main() {
                 totals.churned += 1;
             }
         }
-        if (now >= nextRestart) {
+        if (now >= nextRestart && now + 5000 < end) {
             nextRestart += CFG.restartEvery * 1000;
             await redis.stop('SIGKILL');
             await sleep(1000);
@@ -318,7 +318,7 @@ async function main() {
             };
             samples.push(row);
             fs.writeSync(csv, [row.elapsed, row.rssKb, row.fds, row.connections, row.clientStreams,
-                row.published, row.reached, row.received, row.delivered, row.expectedAtPublish,
+                row.published, row.reached, row.eventsReceived, row.delivered, row.expectedAtPublish,
                 totals.received, totals.received + totals.gaps, row.gaps, row.dups, row.serverCloses,
                 row.dropped, row.churned, row.restarts].join(',') + '\n');
             console.log(`soak: ${row.elapsed} s: RSS ${fmtMb(row.rssKb)}, ${row.fds} fds, ` +
