@@ -207,6 +207,7 @@ static void bridge_on_tick(evutil_socket_t fd, short what, void *arg)
     int64_t now = bridge_now_ms();
 
     persist_expire(b, now);
+    server_sweep(b->server, now);
     for (struct stream *s = b->streams; s != NULL; s = s->next)
         stream_tick(s, now);
 }

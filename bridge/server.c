@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -41,10 +42,29 @@
  * level-triggered listener would otherwise spin on it. */
 #define SERVER_ACCEPT_PAUSE_MS 250
 
+/* A new connection has this long to deliver its first whole request. */
+#define SERVER_REQUEST_DEADLINE_MS (SERVER_TIMEOUT_S * 1000)
+
+/*
+ * A connection that has not delivered its first request yet. evhttp's
+ * timeout is an idle timeout, which a client trickling one header byte
+ * every few seconds (slowloris) never trips, and libevent 2.1 has no hook
+ * per request (evhttp_set_newreqcb is 2.2). It does let us create each
+ * connection's bufferevent: we keep a reference on it, so the pointer stays
+ * valid after evhttp frees the connection, and the housekeeping tick ends
+ * connections past their deadline through evhttp's own error path.
+ */
+struct server_pending {
+    struct bufferevent *bev; /* one reference */
+    int64_t deadline_ms;
+    struct server_pending *next;
+};
+
 struct server {
     struct bridge *bridge;
     struct evhttp *http;
     struct evhttp_bound_socket *socket;
+    struct server_pending *pending; /* newest first */
 };
 
 /* evhttp_send_reply without the body for HEAD (evhttp 2.1 would send it). */
@@ -431,6 +451,82 @@ int server_rehome(struct server *srv, struct stream *s)
     return rc;
 }
 
+/* evhttp: a new connection's bufferevent (as evhttp would create it),
+ * tracked until its first request arrives. */
+static struct bufferevent *server_new_bufferevent(struct event_base *base,
+                                                  void *arg)
+{
+    struct server *srv = arg;
+    struct bufferevent *bev =
+        bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    struct server_pending *p;
+
+    if (bev == NULL)
+        return NULL;
+    p = malloc(sizeof(*p));
+    if (p == NULL)
+        return bev; /* untracked: only the idle timeout applies */
+    bufferevent_incref(bev);
+    p->bev = bev;
+    p->deadline_ms = bridge_now_ms() + SERVER_REQUEST_DEADLINE_MS;
+    p->next = srv->pending;
+    srv->pending = p;
+    return bev;
+}
+
+static void server_pending_release(struct server_pending *p)
+{
+    bufferevent_decref(p->bev);
+    free(p);
+}
+
+/* The request on bev arrived in full: stop tracking its connection. */
+static void server_pending_done(struct server *srv, struct bufferevent *bev)
+{
+    for (struct server_pending **link = &srv->pending; *link != NULL;
+         link = &(*link)->next) {
+        struct server_pending *p = *link;
+        if (p->bev != bev)
+            continue;
+        *link = p->next;
+        server_pending_release(p);
+        return;
+    }
+}
+
+/* True when evhttp has freed the connection (bufferevent_free clears the
+ * callbacks; our reference keeps the rest). */
+static bool server_pending_gone(const struct server_pending *p)
+{
+    bufferevent_data_cb readcb, writecb;
+    bufferevent_event_cb eventcb;
+
+    bufferevent_getcb(p->bev, &readcb, &writecb, &eventcb, NULL);
+    return readcb == NULL && writecb == NULL && eventcb == NULL;
+}
+
+void server_sweep(struct server *srv, int64_t now_ms)
+{
+    struct server_pending **link = &srv->pending;
+
+    while (*link != NULL) {
+        struct server_pending *p = *link;
+        if (!server_pending_gone(p) && now_ms < p->deadline_ms) {
+            link = &p->next;
+            continue;
+        }
+        if (!server_pending_gone(p)) {
+            log_limited(LOG_INFO, 10000, "closed a connection that did not "
+                        "send a whole request within %d s",
+                        SERVER_TIMEOUT_S);
+            bufferevent_trigger_event(p->bev, BEV_EVENT_EOF | BEV_EVENT_READING,
+                                      0);
+        }
+        *link = p->next;
+        server_pending_release(p);
+    }
+}
+
 static void server_handle(struct evhttp_request *req, void *arg)
 {
     struct server *srv = arg;
@@ -442,6 +538,9 @@ static void server_handle(struct evhttp_request *req, void *arg)
     enum route_lookup found;
     bool cors = server_add_common_headers(srv, req);
 
+    if (srv->pending != NULL)
+        server_pending_done(srv, evhttp_connection_get_bufferevent(
+                                     evhttp_request_get_connection(req)));
     if (path == NULL || path[0] != '/') {
         server_reply_text(req, 400, "Bad Request", "bad request target");
         return;
@@ -481,6 +580,7 @@ struct server *server_new(struct bridge *b)
     evhttp_set_max_body_size(srv->http, SERVER_MAX_BODY_SIZE);
     evhttp_set_timeout(srv->http, SERVER_TIMEOUT_S);
     evhttp_set_gencb(srv->http, server_handle, srv);
+    evhttp_set_bevcb(srv->http, server_new_bufferevent, srv);
     return srv;
 }
 
@@ -540,5 +640,10 @@ void server_free(struct server *srv)
     if (srv == NULL)
         return;
     evhttp_free(srv->http);
+    while (srv->pending != NULL) {
+        struct server_pending *p = srv->pending;
+        srv->pending = p->next;
+        server_pending_release(p);
+    }
     free(srv);
 }

@@ -11,6 +11,7 @@
 #define SLUICE_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct bridge;
 struct server;
@@ -26,6 +27,10 @@ int server_listen(struct server *srv, char *err, size_t errlen);
 void server_stop_listening(struct server *srv);
 
 void server_free(struct server *srv);
+
+/* Ends connections that have not sent a whole first request within the
+ * deadline (slowloris). From the housekeeping tick. */
+void server_sweep(struct server *srv, int64_t now_ms);
 
 /* After SIGHUP: re-resolves an open stream's request against the current
  * routes and auth, and moves it to the feed it now belongs to. Returns 0,
