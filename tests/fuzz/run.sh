@@ -19,6 +19,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$scratch/$t"
   if "$build/tests/fuzz_$t" -max_total_time="$seconds" -timeout=10 \
       -rss_limit_mb=2048 -print_final_stats=1 \
+      -artifact_prefix="$scratch/$t-" \
       "$scratch/$t" "tests/fuzz/corpus/$t" >"$scratch/$t.log" 2>&1; then
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$scratch/$t.log" |
       grep -o '[0-9]*$' || echo '?')
@@ -26,6 +27,9 @@ for t in "${targets[@]}"; do
   else
     echo "fuzz_$t: FAILED"
     tail -40 "$scratch/$t.log"
+    for a in "$scratch/$t"-*; do
+      [ -f "$a" ] && echo "input ($a): $(base64 -w0 "$a")"
+    done
     status=1
   fi
 done
