@@ -277,7 +277,9 @@ async function main() {
     const t0 = Date.now();
     const publishing = publishLoop(state, streams);
     let nextSample = t0 + CFG.sampleEvery * 1000;
-    let nextChurn = t0 + CFG.churnEvery * 1000;
+    /* Churn half a period out of phase with sampling, so a sample does
+     * not catch sluice between the closes and the reconnects. */
+    let nextChurn = t0 + CFG.churnEvery * 500;
     let nextRestart = CFG.restartEvery > 0 ? t0 + CFG.restartEvery * 1000 : Infinity;
     let died = null;
     const end = t0 + CFG.seconds * 1000;
