@@ -28,25 +28,12 @@
  * CONNECTING (SUBSCRIBE sent) -> every SUBACK -> UP. Any failure drops the
  * connection, sets DOWN with a short status and schedules a retry.
  *
- * One upstream message is one event (SPEC 3.1). What mosquitto 2.0 sends
- * when our filters overlap ("a/#", "a/+", "a/b") was measured, not
- * assumed: live messages come once per client under MQTT 3.1.1 and once
- * per matching subscription under MQTT 5; retained messages come once per
- * matching filter on SUBSCRIBE under both, grouped by filter (so copies of
- * one retained message are not adjacent). Hence two mechanisms, neither
- * of which can take a real repeat of a live message for a copy (counting
- * copies would, under 3.1.1):
- *   - MQTT 5: every filter is subscribed with its own subscription
- *     identifier, and a copy is delivered only if it carries the
- *     identifier of the oldest acknowledged filter that matches the topic
- *     (mqtt_v5_is_copy). This also covers brokers that coalesce copies.
- *   - MQTT 3.1.1: the protocol cannot tell a copy from a repeat, but it
- *     marks every message sent because of a SUBSCRIBE with retain=1 and
- *     every live one with retain=0. A retained message (same topic and
- *     payload) already delivered on this connection is not delivered
- *     again (mqtt_seen_*). Live messages are delivered as they come: a
- *     3.1.1 broker that sends one live copy per subscription (the spec
- *     allows it; mosquitto does not) would bring duplicates.
+ * One upstream message is one event (SPEC 3.1): the subscription table
+ * and the suppression of the copies a broker sends for overlapping
+ * filters (MQTT 5 subscription identifiers, a retained-message set for
+ * 3.1.1) are mqtt_subs.c's, with its design note. This file owns the
+ * connection lifecycle and the libevent wiring, and tells mqtt_subs when
+ * a connection starts, ends, or gets a SUBACK/UNSUBACK.
  *
  * Invariants: nothing here blocks the loop (except a DNS lookup, see
  * mqtt_connect_attempt), no password or URL is logged, and once stop() ran
@@ -75,9 +62,9 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
+#include "adapters/mqtt_subs.h"
 #include "bridge/log.h"
 #include "bridge/message.h"
-#include "bridge/topic.h"
 
 enum {
     MQTT_PORT = 1883,
@@ -88,8 +75,6 @@ enum {
     MQTT_MISC_INTERVAL_MS = 1000,
     /* Packets read per readiness callback before yielding to the loop. */
     MQTT_READ_BATCH = 64,
-    /* Set slots for retained-message hashes: initial size (power of 2). */
-    MQTT_SEEN_INITIAL = 64,
 };
 
 /* Without a ca_file, mqtts:// verifies the broker against the system's
@@ -104,30 +89,6 @@ struct mqtt_endpoint {
     bool tls;
     char *user;     /* NULL: anonymous */
     char *password; /* NULL: none */
-};
-
-enum mqtt_filter_state {
-    MQTT_FILTER_PENDING, /* SUBSCRIBE sent, no SUBACK yet */
-    MQTT_FILTER_ACTIVE,  /* SUBACK granted it */
-    MQTT_FILTER_REFUSED, /* SUBACK refused it (an ACL, say) */
-    MQTT_FILTER_LEAVING, /* UNSUBSCRIBE sent, no UNSUBACK yet */
-};
-
-/* One filter as subscribed on the current connection. */
-struct mqtt_filter {
-    char *text;  /* owned */
-    uint32_t id; /* MQTT 5 subscription identifier; grows with
-                  * the order of subscription on a connection */
-    int mid;     /* of its SUBSCRIBE, or UNSUBSCRIBE if leaving */
-    enum mqtt_filter_state state;
-};
-
-/* A set of 64-bit hashes (open addressing, 0 marks a free slot): the
- * retained messages delivered on this connection, for MQTT 3.1.1. */
-struct mqtt_seen {
-    uint64_t *slots;
-    size_t cap; /* 0 or a power of two */
-    size_t count;
 };
 
 /* The adapter's private state (src->impl). */
@@ -152,12 +113,9 @@ struct mqtt_adapter {
     bool connack;     /* CONNACK accepted on this connection */
     unsigned attempt; /* reconnect attempt; reset when UP */
 
-    /* Subscriptions of the current connection and deduplication state;
-     * both start empty with every connection. */
-    struct mqtt_filter *filters;
-    size_t nfilters, filters_cap;
-    uint32_t next_id;
-    struct mqtt_seen seen;
+    /* Subscriptions of the current connection and deduplication state
+     * (owned; emptied whenever the connection ends). */
+    struct mqtt_subs subs;
 
     int depth;    /* nesting of our event callbacks */
     bool stopped; /* stop() ran; free when depth is 0 */
@@ -285,14 +243,6 @@ out:
 
 /* ---- small helpers ----------------------------------------------------- */
 
-/* mosquitto_strerror, but with errno's text for MOSQ_ERR_ERRNO. */
-static const char *mqtt_strerror(int rc)
-{
-    if (rc == MOSQ_ERR_ERRNO && errno != 0)
-        return strerror(errno);
-    return mosquitto_strerror(rc);
-}
-
 /* Text for a refused CONNACK: MQTT 5 reason codes and 3.1.1 return
  * codes are different tables. */
 static const char *mqtt_connack_text(const struct mqtt_adapter *impl, int rc)
@@ -320,126 +270,6 @@ static int64_t mqtt_now_ms(const struct mqtt_adapter *impl)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-/* ---- the filter table and the retained set ----------------------------- */
-
-static void mqtt_filters_clear(struct mqtt_adapter *impl)
-{
-    for (size_t i = 0; i < impl->nfilters; i++)
-        free(impl->filters[i].text);
-    impl->nfilters = 0;
-    impl->next_id = 1;
-}
-
-/* Appends a filter (text copied) in state PENDING with the next id.
- * Returns the entry, or NULL on ENOMEM. */
-static struct mqtt_filter *mqtt_filters_add(struct mqtt_adapter *impl,
-                                            const char *text)
-{
-    struct mqtt_filter *f;
-
-    if (impl->nfilters == impl->filters_cap) {
-        size_t cap = impl->filters_cap ? impl->filters_cap * 2 : 8;
-        struct mqtt_filter *grown =
-            realloc(impl->filters, cap * sizeof(*grown));
-
-        if (grown == NULL)
-            return NULL;
-        impl->filters = grown;
-        impl->filters_cap = cap;
-    }
-    f = &impl->filters[impl->nfilters];
-    f->text = strdup(text);
-    if (f->text == NULL)
-        return NULL;
-    f->id = impl->next_id++;
-    f->mid = 0;
-    f->state = MQTT_FILTER_PENDING;
-    impl->nfilters++;
-    return f;
-}
-
-/* Removes entry i (order does not matter: ids carry it). */
-static void mqtt_filters_drop(struct mqtt_adapter *impl, size_t i)
-{
-    free(impl->filters[i].text);
-    impl->filters[i] = impl->filters[--impl->nfilters];
-}
-
-/* The entry in `state` whose SUBSCRIBE/UNSUBSCRIBE had `mid`, or NULL. */
-static struct mqtt_filter *mqtt_filters_by_mid(struct mqtt_adapter *impl,
-                                               int mid,
-                                               enum mqtt_filter_state state)
-{
-    for (size_t i = 0; i < impl->nfilters; i++)
-        if (impl->filters[i].mid == mid && impl->filters[i].state == state)
-            return &impl->filters[i];
-    return NULL;
-}
-
-static void mqtt_seen_clear(struct mqtt_seen *seen)
-{
-    free(seen->slots);
-    memset(seen, 0, sizeof(*seen));
-}
-
-/* FNV-1a over topic, a NUL (never inside an MQTT topic) and payload.
- * Hand-written: ten lines, and no library here offers a plain 64-bit
- * hash. Not keyed: a publisher able to craft collisions could hide one
- * retained message from a 3.1.1 source, at the cost of 2^32 attempts. */
-static uint64_t mqtt_retained_hash(const char *topic, size_t topic_len,
-                                   const void *payload, size_t len)
-{
-    const unsigned char *t = (const unsigned char *)topic;
-    const unsigned char *p = payload;
-    uint64_t h = 14695981039346656037ULL;
-
-    for (size_t i = 0; i < topic_len; i++)
-        h = (h ^ t[i]) * 1099511628211ULL;
-    h = h * 1099511628211ULL; /* the NUL separator */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 1099511628211ULL;
-    return h ? h : 1;
-}
-
-/* Inserts without growing; true if h was already there. */
-static bool mqtt_seen_put(struct mqtt_seen *seen, uint64_t h)
-{
-    size_t mask = seen->cap - 1;
-
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        if (seen->slots[i] == h)
-            return true;
-        if (seen->slots[i] == 0) {
-            seen->slots[i] = h;
-            seen->count++;
-            return false;
-        }
-    }
-}
-
-/*
- * Records h; returns 1 if it was already recorded, 0 if new, -1 on ENOMEM
- * (then nothing is recorded). Grows at half load.
- */
-static int mqtt_seen_insert(struct mqtt_seen *seen, uint64_t h)
-{
-    if (seen->count + 1 > seen->cap / 2) {
-        struct mqtt_seen grown = {
-            .cap = seen->cap ? seen->cap * 2 : MQTT_SEEN_INITIAL,
-        };
-
-        grown.slots = calloc(grown.cap, sizeof(uint64_t));
-        if (grown.slots == NULL)
-            return -1;
-        for (size_t i = 0; i < seen->cap; i++)
-            if (seen->slots[i] != 0)
-                mqtt_seen_put(&grown, seen->slots[i]);
-        free(seen->slots);
-        *seen = grown;
-    }
-    return mqtt_seen_put(seen, h) ? 1 : 0;
-}
-
 /* ---- connection lifecycle ---------------------------------------------- */
 
 /* Stops watching the current socket (the socket itself belongs to
@@ -455,8 +285,7 @@ static void mqtt_unlink(struct mqtt_adapter *impl)
     impl->linked = false;
     impl->write_armed = false;
     impl->connack = false;
-    mqtt_filters_clear(impl);
-    mqtt_seen_clear(&impl->seen);
+    mqtt_subs_reset(&impl->subs);
 }
 
 /* Arms ev_write exactly while libmosquitto has bytes to send. */
@@ -564,7 +393,7 @@ static void mqtt_connect_attempt(struct mqtt_adapter *impl)
     rc = mosquitto_connect_bind_async(impl->mosq, impl->ep.host, impl->ep.port,
                                       impl->keepalive_s, NULL);
     if (rc != MOSQ_ERR_SUCCESS) {
-        mqtt_fail(impl, "connect failed: %s", mqtt_strerror(rc));
+        mqtt_fail(impl, "connect failed: %s", mqtt_subs_strerror(rc));
         return;
     }
     fd = mosquitto_socket(impl->mosq);
@@ -576,188 +405,20 @@ static void mqtt_connect_attempt(struct mqtt_adapter *impl)
         mqtt_fail(impl, "connect failed: out of memory");
 }
 
-/* ---- subscriptions ----------------------------------------------------- */
-
-/*
- * Subscribes one filter at the configured QoS, in a SUBSCRIBE of its own
- * so that under MQTT 5 it carries its own subscription identifier, and
- * records it as PENDING until its SUBACK. 0, or -1 with why filled.
- */
-static int mqtt_subscribe(struct mqtt_adapter *impl, const char *text,
-                          char *why, size_t whylen)
-{
-    struct mqtt_filter *f = mqtt_filters_add(impl, text);
-    mosquitto_property *props = NULL;
-    int rc = MOSQ_ERR_NOMEM;
-
-    if (f == NULL) {
-        snprintf(why, whylen, "subscribe failed: out of memory");
-        return -1;
-    }
-    errno = 0;
-    if (!impl->v5)
-        rc =
-            mosquitto_subscribe(impl->mosq, &f->mid, text, impl->src->cfg->qos);
-    else if (mosquitto_property_add_varint(&props,
-                                           MQTT_PROP_SUBSCRIPTION_IDENTIFIER,
-                                           f->id) == MOSQ_ERR_SUCCESS)
-        rc = mosquitto_subscribe_v5(impl->mosq, &f->mid, text,
-                                    impl->src->cfg->qos, 0, props);
-    mosquitto_property_free_all(&props);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        snprintf(why, whylen, "subscribe failed: %s", mqtt_strerror(rc));
-        mqtt_filters_drop(impl, impl->nfilters - 1);
-        return -1;
-    }
-    return 0;
-}
-
-/* Sends UNSUBSCRIBE for entry i; it stays (LEAVING) until the UNSUBACK,
- * since until then the broker may still send copies for it. */
-static void mqtt_unsubscribe(struct mqtt_adapter *impl, size_t i)
-{
-    struct mqtt_filter *f = &impl->filters[i];
-
-    if (f->state == MQTT_FILTER_LEAVING)
-        return;
-    if (mosquitto_unsubscribe(impl->mosq, &f->mid, f->text) == MOSQ_ERR_SUCCESS)
-        f->state = MQTT_FILTER_LEAVING;
-    else
-        mqtt_filters_drop(impl, i);
-}
-
 /* CONNECTING -> UP once no SUBACK is outstanding. */
 static void mqtt_check_subscribed(struct mqtt_adapter *impl)
 {
     struct source *src = impl->src;
 
-    if (src->state != SOURCE_CONNECTING)
+    if (src->state != SOURCE_CONNECTING || mqtt_subs_pending(&impl->subs))
         return;
-    for (size_t i = 0; i < impl->nfilters; i++)
-        if (impl->filters[i].state == MQTT_FILTER_PENDING)
-            return;
     impl->attempt = 0;
     source_set_state(src, SOURCE_UP, NULL);
     log_debug("source %s: subscribed to %zu filters", src->cfg->name,
-              impl->nfilters);
-}
-
-static bool mqtt_strv_has(const struct config_strv *v, const char *s)
-{
-    for (size_t i = 0; i < v->count; i++)
-        if (strcmp(v->items[i], s) == 0)
-            return true;
-    return false;
-}
-
-/* Applies a new filter set on a live connection: UNSUBSCRIBE the gone
- * ones first (so that once a new filter delivers, the gone ones are
- * gone), then SUBSCRIBE the new ones. Quadratic, which is fine for the
- * few filters of a source, on reload only. 0, or -1 if one failed. */
-static int mqtt_apply_filters(struct mqtt_adapter *impl,
-                              const struct config_strv *want)
-{
-    char why[sizeof(impl->src->status)];
-    int rc = 0;
-
-    for (size_t i = impl->nfilters; i-- > 0;)
-        if (!mqtt_strv_has(want, impl->filters[i].text))
-            mqtt_unsubscribe(impl, i);
-    for (size_t j = 0; j < want->count; j++) {
-        bool have = false;
-
-        for (size_t i = 0; i < impl->nfilters && !have; i++)
-            have = impl->filters[i].state != MQTT_FILTER_LEAVING &&
-                   strcmp(impl->filters[i].text, want->items[j]) == 0;
-        if (!have &&
-            mqtt_subscribe(impl, want->items[j], why, sizeof(why)) != 0) {
-            log_warn("source %s: %s", impl->src->cfg->name, why);
-            rc = -1;
-        }
-    }
-    return rc;
+              impl->subs.nfilters);
 }
 
 /* ---- messages ---------------------------------------------------------- */
-
-/* The entry with subscription identifier id that matches the topic and
- * is, or is about to be, subscribed; NULL if none. */
-static const struct mqtt_filter *mqtt_v5_filter(const struct mqtt_adapter *impl,
-                                                uint32_t id, const char *topic,
-                                                size_t len)
-{
-    for (size_t i = 0; i < impl->nfilters; i++) {
-        const struct mqtt_filter *f = &impl->filters[i];
-
-        if (f->id == id)
-            return f->state != MQTT_FILTER_REFUSED &&
-                           topic_mqtt_match(f->text, topic, len)
-                       ? f
-                       : NULL;
-    }
-    return NULL;
-}
-
-/*
- * MQTT 5: true when this PUBLISH is a copy to drop. Let s be the smallest
- * of its subscription identifiers that names one of our filters matching
- * the topic. The broker sends (or coalesces into one PUBLISH) a copy for
- * every subscription it held when it routed the message, and a filter
- * whose SUBACK we have (ACTIVE, or LEAVING before its UNSUBACK) was held
- * by then: TCP delivers the SUBACK before any copy routed after it. So if
- * such a filter with an id below s matches too, its copy carries the
- * message and this one is dropped. Ids grow in subscription order, so
- * the retained messages re-sent for a newly added filter are dropped
- * when an older filter already brought them. A PUBLISH without an id of
- * ours (a subscription left in a persistent session by an older config)
- * is delivered. One case can still duplicate: messages queued in a
- * persistent session arrive before our SUBACKs, so overlapping copies of
- * those are all delivered.
- * Hot path: one pass over the filters (few per source) when several
- * overlap; nothing when there is one filter.
- */
-static bool mqtt_v5_is_copy(const struct mqtt_adapter *impl, const char *topic,
-                            size_t len, const mosquitto_property *props)
-{
-    const mosquitto_property *p;
-    uint32_t id, best = UINT32_MAX;
-
-    if (impl->nfilters <= 1)
-        return false;
-    p = mosquitto_property_read_varint(props, MQTT_PROP_SUBSCRIPTION_IDENTIFIER,
-                                       &id, false);
-    for (; p != NULL; p = mosquitto_property_read_varint(
-                          p, MQTT_PROP_SUBSCRIPTION_IDENTIFIER, &id, true))
-        if (id < best && mqtt_v5_filter(impl, id, topic, len) != NULL)
-            best = id;
-    if (best == UINT32_MAX)
-        return false;
-    for (size_t i = 0; i < impl->nfilters; i++) {
-        const struct mqtt_filter *f = &impl->filters[i];
-
-        if (f->id < best &&
-            (f->state == MQTT_FILTER_ACTIVE ||
-             f->state == MQTT_FILTER_LEAVING) &&
-            topic_mqtt_match(f->text, topic, len))
-            return true;
-    }
-    return false;
-}
-
-/* MQTT 3.1.1: true for a retained message (retain=1, so sent because of
- * a SUBSCRIBE) already delivered on this connection: the copy for a
- * second matching filter, or a re-send after resubscribe. */
-static bool mqtt_v4_is_copy(struct mqtt_adapter *impl,
-                            const struct mosquitto_message *m, size_t topic_len)
-{
-    uint64_t h;
-
-    if (!m->retain)
-        return false;
-    h = mqtt_retained_hash(m->topic, topic_len, m->payload,
-                           (size_t)m->payloadlen);
-    return mqtt_seen_insert(&impl->seen, h) == 1;
-}
 
 /*
  * libmosquitto's on_message (v5 form: props is NULL under 3.1.1): one
@@ -774,15 +435,12 @@ static void mqtt_on_message(struct mosquitto *mosq, void *obj,
     struct source *src = impl->src;
     size_t topic_len;
     struct message *msg;
-    bool copy;
 
     (void)mosq;
     if (impl->stopped || m->topic == NULL || m->payloadlen < 0)
         return;
     topic_len = strlen(m->topic);
-    copy = impl->v5 ? mqtt_v5_is_copy(impl, m->topic, topic_len, props)
-                    : mqtt_v4_is_copy(impl, m, topic_len);
-    if (copy)
+    if (mqtt_subs_is_copy(&impl->subs, m, topic_len, props))
         return;
     msg = message_new(src->index, SOURCE_MQTT, m->topic, topic_len,
                       m->payloadlen > 0 ? m->payload : "",
@@ -820,10 +478,11 @@ static void mqtt_on_connect(struct mosquitto *mosq, void *obj, int rc)
     source_set_state(src, SOURCE_CONNECTING, "subscribing");
     /* With clean_session false the broker still has our subscriptions;
      * subscribing again is harmless and covers a changed config. */
-    mqtt_filters_clear(impl);
+    mqtt_subs_clear(&impl->subs);
     for (size_t i = 0; i < src->subs.patterns.count; i++) {
-        if (mqtt_subscribe(impl, src->subs.patterns.items[i], why,
-                           sizeof(why)) != 0) {
+        if (mqtt_subs_subscribe(&impl->subs, impl->mosq,
+                                src->subs.patterns.items[i], src->cfg->qos, why,
+                                sizeof(why)) != 0) {
             mqtt_fail(impl, "%s", why);
             return;
         }
@@ -839,46 +498,39 @@ static void mqtt_on_disconnect(struct mosquitto *mosq, void *obj, int rc)
     if (impl->stopped || !impl->linked)
         return; /* we dropped it ourselves */
     if (impl->connack)
-        mqtt_fail(impl, "connection lost: %s", mqtt_strerror(rc));
+        mqtt_fail(impl, "connection lost: %s", mqtt_subs_strerror(rc));
     else
-        mqtt_fail(impl, "connect failed: %s", mqtt_strerror(rc));
+        mqtt_fail(impl, "connect failed: %s", mqtt_subs_strerror(rc));
 }
 
 static void mqtt_on_subscribe(struct mosquitto *mosq, void *obj, int mid,
                               int qos_count, const int *granted_qos)
 {
     struct mqtt_adapter *impl = obj;
-    struct mqtt_filter *f;
+    const struct mqtt_filter *f;
 
     (void)mosq;
     if (impl->stopped)
         return;
-    f = mqtt_filters_by_mid(impl, mid, MQTT_FILTER_PENDING);
+    f = mqtt_subs_suback(&impl->subs, mid, qos_count, granted_qos);
     if (f == NULL)
         return; /* from an earlier connection */
-    /* A refused filter (0x80 and up: the 3.1.1 failure code and the MQTT
-     * 5 reason codes) is the operator's to fix; the others keep working. */
-    if (qos_count >= 1 && granted_qos[0] >= 0x80) {
-        f->state = MQTT_FILTER_REFUSED;
+    /* A refused filter is the operator's to fix; the others keep
+     * working. */
+    if (f->state == MQTT_FILTER_REFUSED)
         log_warn("source %s: broker refused subscription to %s",
                  impl->src->cfg->name, f->text);
-    } else {
-        f->state = MQTT_FILTER_ACTIVE;
-    }
     mqtt_check_subscribed(impl);
 }
 
 static void mqtt_on_unsubscribe(struct mosquitto *mosq, void *obj, int mid)
 {
     struct mqtt_adapter *impl = obj;
-    struct mqtt_filter *f;
 
     (void)mosq;
     if (impl->stopped)
         return;
-    f = mqtt_filters_by_mid(impl, mid, MQTT_FILTER_LEAVING);
-    if (f != NULL)
-        mqtt_filters_drop(impl, (size_t)(f - impl->filters));
+    mqtt_subs_unsuback(&impl->subs, mid);
 }
 
 /* ---- libevent callbacks ------------------------------------------------ */
@@ -903,7 +555,7 @@ static void mqtt_leave(struct mqtt_adapter *impl)
 static void mqtt_check_rc(struct mqtt_adapter *impl, int rc)
 {
     if (rc != MOSQ_ERR_SUCCESS && impl->linked && !impl->stopped)
-        mqtt_fail(impl, "connection lost: %s", mqtt_strerror(rc));
+        mqtt_fail(impl, "connection lost: %s", mqtt_subs_strerror(rc));
 }
 
 /*
@@ -1109,7 +761,7 @@ static int mqtt_prepare(struct mqtt_adapter *impl, char *why, size_t whylen)
         keepalive = MQTT_KEEPALIVE_MAX_S;
     impl->keepalive_s = (int)keepalive;
     impl->v5 = cfg->protocol == 5;
-    impl->next_id = 1;
+    mqtt_subs_init(&impl->subs, impl->v5);
     impl->ev_misc = event_new(base, -1, EV_PERSIST, mqtt_on_misc, impl);
     impl->ev_handshake = evtimer_new(base, mqtt_on_handshake_timeout, impl);
     impl->ev_retry = evtimer_new(base, mqtt_on_retry, impl);
@@ -1140,9 +792,7 @@ static void mqtt_adapter_free(struct mqtt_adapter *impl)
         event_free(impl->ev_handshake);
     if (impl->ev_retry != NULL)
         event_free(impl->ev_retry);
-    mqtt_filters_clear(impl);
-    free(impl->filters);
-    mqtt_seen_clear(&impl->seen);
+    mqtt_subs_free(&impl->subs);
     mqtt_endpoint_clear(&impl->ep);
     free(impl->client_id);
     free(impl);
@@ -1223,7 +873,8 @@ static int mqtt_resubscribe(struct source *src, struct subscriptions *subs)
     src->subs = *subs;
     memset(subs, 0, sizeof(*subs));
     if (impl != NULL && impl->connack) {
-        rc = mqtt_apply_filters(impl, &src->subs.patterns);
+        rc = mqtt_subs_apply(&impl->subs, impl->mosq, &src->subs.patterns,
+                             src->cfg->qos, src->cfg->name);
         mqtt_update_write(impl);
     }
     return rc;

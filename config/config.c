@@ -258,10 +258,9 @@ static void source_read(struct config_reader *rd, yaml_node_t *node,
     src->keepalive_ms = 30 * 1000;
     src->pos = config_node_pos(node);
     *name_pos = src->pos;
-    if (config_node_expect(rd, "sources item", node, YAML_MAPPING_NODE) != 0)
+    if (config_read_map(rd, "sources item", node, "in source", source_fields,
+                        ARRAY_LEN(source_fields), src, hits) != 0)
         return;
-    config_read_section(rd, node, "in source", source_fields,
-                        ARRAY_LEN(source_fields), src, hits);
     name = source_hit(hits, "name");
     if (name->value)
         *name_pos = config_node_pos(name->value);
@@ -280,41 +279,38 @@ static void source_read(struct config_reader *rd, yaml_node_t *node,
     source_check_keys(rd, src, hits);
 }
 
+/* Reads items[i] of `sources` (config_read_seq's item contract); a name
+ * must be unique among items[0..i]. */
+static void source_item_read(struct config_reader *rd, yaml_node_t *node,
+                             void *items, size_t i)
+{
+    struct source_config *sources = items;
+    struct source_config *src = &sources[i];
+    struct config_pos name_pos;
+    char shown[64];
+
+    source_read(rd, node, src, &name_pos);
+    for (size_t j = 0; src->name && j < i; j++) {
+        if (!sources[j].name || strcmp(sources[j].name, src->name) != 0)
+            continue;
+        config_reader_error(rd, name_pos,
+                            "duplicate source name '%s' (first at line %d)",
+                            config_echo_safe(src->name, shown, sizeof(shown)),
+                            sources[j].pos.line);
+        break;
+    }
+}
+
 static int sources_read(struct config_reader *rd, const char *key,
                         yaml_node_t *value, void *base)
 {
     struct config *cfg = base;
-    size_t n;
-    char shown[64];
+    void *items = cfg->sources;
+    int rc = config_read_seq(rd, key, value, sizeof(*cfg->sources),
+                             source_item_read, &items, &cfg->nsources);
 
-    if (config_node_expect(rd, key, value, YAML_SEQUENCE_NODE) != 0)
-        return -1;
-    n = config_seq_len(value);
-    if (n == 0)
-        return 0;
-    cfg->sources = calloc(n, sizeof(*cfg->sources));
-    if (!cfg->sources) {
-        config_reader_oom(rd, value);
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        struct source_config *src = &cfg->sources[i];
-        struct config_pos name_pos;
-
-        cfg->nsources = i + 1;
-        source_read(rd, config_seq_item(rd, value, i), src, &name_pos);
-        for (size_t j = 0; src->name && j < i; j++) {
-            if (!cfg->sources[j].name ||
-                strcmp(cfg->sources[j].name, src->name) != 0)
-                continue;
-            config_reader_error(
-                rd, name_pos, "duplicate source name '%s' (first at line %d)",
-                config_echo_safe(src->name, shown, sizeof(shown)),
-                cfg->sources[j].pos.line);
-            break;
-        }
-    }
-    return 0;
+    cfg->sources = items;
+    return rc;
 }
 
 /* ---- routes ------------------------------------------------------------ */
@@ -371,9 +367,11 @@ static const struct config_field route_fields[] = {
 };
 /* clang-format on */
 
-static void route_read(struct config_reader *rd, yaml_node_t *node,
-                       struct route_config *route)
+/* Reads items[i] of `routes` (config_read_seq's item contract). */
+static void route_read(struct config_reader *rd, yaml_node_t *node, void *items,
+                       size_t i)
 {
+    struct route_config *route = (struct route_config *)items + i;
     struct config_hit hits[ARRAY_LEN(route_fields)];
     const struct config_hit *path;
 
@@ -381,10 +379,9 @@ static void route_read(struct config_reader *rd, yaml_node_t *node,
     route->event = ROUTE_EVENT_NONE;
     route->enabled = true;
     route->pos = config_node_pos(node);
-    if (config_node_expect(rd, "routes item", node, YAML_MAPPING_NODE) != 0)
+    if (config_read_map(rd, "routes item", node, "in route", route_fields,
+                        ARRAY_LEN(route_fields), route, hits) != 0)
         return;
-    config_read_section(rd, node, "in route", route_fields,
-                        ARRAY_LEN(route_fields), route, hits);
     path = config_hit_find(route_fields, ARRAY_LEN(route_fields), hits, "path");
     if (path->value)
         route->path_pos = config_node_pos(path->value);
@@ -396,23 +393,12 @@ static int routes_read(struct config_reader *rd, const char *key,
                        yaml_node_t *value, void *base)
 {
     struct config *cfg = base;
-    size_t n;
+    void *items = cfg->routes;
+    int rc = config_read_seq(rd, key, value, sizeof(*cfg->routes), route_read,
+                             &items, &cfg->nroutes);
 
-    if (config_node_expect(rd, key, value, YAML_SEQUENCE_NODE) != 0)
-        return -1;
-    n = config_seq_len(value);
-    if (n == 0)
-        return 0;
-    cfg->routes = calloc(n, sizeof(*cfg->routes));
-    if (!cfg->routes) {
-        config_reader_oom(rd, value);
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        cfg->nroutes = i + 1;
-        route_read(rd, config_seq_item(rd, value, i), &cfg->routes[i]);
-    }
-    return 0;
+    cfg->routes = items;
+    return rc;
 }
 
 /* ---- history, stream, logging, cors ----------------------------------- */
@@ -480,11 +466,8 @@ static int history_read(struct config_reader *rd, const char *key,
     struct config *cfg = base;
     struct config_hit hits[ARRAY_LEN(history_fields)];
 
-    if (config_node_expect(rd, key, value, YAML_MAPPING_NODE) != 0)
-        return -1;
-    config_read_section(rd, value, "in history", history_fields,
-                        ARRAY_LEN(history_fields), &cfg->history, hits);
-    return 0;
+    return config_read_map(rd, key, value, "in history", history_fields,
+                           ARRAY_LEN(history_fields), &cfg->history, hits);
 }
 
 static int stream_read(struct config_reader *rd, const char *key,
@@ -493,11 +476,8 @@ static int stream_read(struct config_reader *rd, const char *key,
     struct config *cfg = base;
     struct config_hit hits[ARRAY_LEN(stream_fields)];
 
-    if (config_node_expect(rd, key, value, YAML_MAPPING_NODE) != 0)
-        return -1;
-    config_read_section(rd, value, "in stream", stream_fields,
-                        ARRAY_LEN(stream_fields), &cfg->stream, hits);
-    return 0;
+    return config_read_map(rd, key, value, "in stream", stream_fields,
+                           ARRAY_LEN(stream_fields), &cfg->stream, hits);
 }
 
 static int logging_read(struct config_reader *rd, const char *key,
@@ -505,11 +485,8 @@ static int logging_read(struct config_reader *rd, const char *key,
 {
     struct config_hit hits[ARRAY_LEN(logging_fields)];
 
-    if (config_node_expect(rd, key, value, YAML_MAPPING_NODE) != 0)
-        return -1;
-    config_read_section(rd, value, "in logging", logging_fields,
-                        ARRAY_LEN(logging_fields), base, hits);
-    return 0;
+    return config_read_map(rd, key, value, "in logging", logging_fields,
+                           ARRAY_LEN(logging_fields), base, hits);
 }
 
 /* An origin is "*" or scheme://host[:port], as browsers send it: no path,
@@ -531,10 +508,9 @@ static int cors_read(struct config_reader *rd, const char *key,
     struct config *cfg = base;
     struct config_hit hits[ARRAY_LEN(cors_fields)];
 
-    if (config_node_expect(rd, key, value, YAML_MAPPING_NODE) != 0)
+    if (config_read_map(rd, key, value, "in cors", cors_fields,
+                        ARRAY_LEN(cors_fields), cfg, hits) != 0)
         return -1;
-    config_read_section(rd, value, "in cors", cors_fields,
-                        ARRAY_LEN(cors_fields), cfg, hits);
     for (size_t i = 0; i < cfg->cors_origins.count; i++)
         if (!origin_ok(cfg->cors_origins.items[i]))
             config_reader_error(rd, cfg->cors_origins.pos[i],
@@ -577,27 +553,28 @@ static const struct config_field jwt_fields[] = {
 };
 /* clang-format on */
 
-/* Reads items[i] of auth.tokens. Names and token values must be unique
- * among items[0..i]; a repeated value is reported by name only. */
-static void token_read(struct config_reader *rd, yaml_node_t *node,
-                       struct token_config *items, size_t i)
+/* Reads items[i] of auth.tokens (config_read_seq's item contract). Names
+ * and token values must be unique among items[0..i]; a repeated value is
+ * reported by name only. */
+static void token_read(struct config_reader *rd, yaml_node_t *node, void *items,
+                       size_t i)
 {
-    struct token_config *tok = &items[i];
+    const struct token_config *tokens = items;
+    struct token_config *tok = (struct token_config *)items + i;
     struct config_hit hits[ARRAY_LEN(token_fields)];
     const struct config_hit *name;
     const struct config_hit *value;
     char shown[64];
 
     tok->pos = config_node_pos(node);
-    if (config_node_expect(rd, "tokens item", node, YAML_MAPPING_NODE) != 0)
+    if (config_read_map(rd, "tokens item", node, "in auth.tokens", token_fields,
+                        ARRAY_LEN(token_fields), tok, hits) != 0)
         return;
-    config_read_section(rd, node, "in auth.tokens", token_fields,
-                        ARRAY_LEN(token_fields), tok, hits);
     name = config_hit_find(token_fields, ARRAY_LEN(token_fields), hits, "name");
     value =
         config_hit_find(token_fields, ARRAY_LEN(token_fields), hits, "token");
     for (size_t j = 0; j < i; j++) {
-        const struct token_config *other = &items[j];
+        const struct token_config *other = &tokens[j];
 
         if (tok->name && other->name && strcmp(tok->name, other->name) == 0)
             config_reader_error(
@@ -616,23 +593,12 @@ static int tokens_read(struct config_reader *rd, const char *key,
                        yaml_node_t *value, void *base)
 {
     struct auth_config *auth = base;
-    size_t n;
+    void *items = auth->tokens;
+    int rc = config_read_seq(rd, key, value, sizeof(*auth->tokens), token_read,
+                             &items, &auth->ntokens);
 
-    if (config_node_expect(rd, key, value, YAML_SEQUENCE_NODE) != 0)
-        return -1;
-    n = config_seq_len(value);
-    if (n == 0)
-        return 0;
-    auth->tokens = calloc(n, sizeof(*auth->tokens));
-    if (!auth->tokens) {
-        config_reader_oom(rd, value);
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        auth->ntokens = i + 1;
-        token_read(rd, config_seq_item(rd, value, i), auth->tokens, i);
-    }
-    return 0;
+    auth->tokens = items;
+    return rc;
 }
 
 /* HS* verify with a shared secret, RS256/ES256 with a public key file:
@@ -669,12 +635,11 @@ static int jwt_read(struct config_reader *rd, const char *key,
     struct config_hit hits[ARRAY_LEN(jwt_fields)];
     const struct config_hit *alg;
 
-    if (config_node_expect(rd, key, value, YAML_MAPPING_NODE) != 0)
+    if (config_read_map(rd, key, value, "in auth.jwt", jwt_fields,
+                        ARRAY_LEN(jwt_fields), &auth->jwt, hits) != 0)
         return -1;
     auth->jwt.present = true;
     auth->jwt.pos = config_node_pos(value);
-    config_read_section(rd, value, "in auth.jwt", jwt_fields,
-                        ARRAY_LEN(jwt_fields), &auth->jwt, hits);
     alg = config_hit_find(jwt_fields, ARRAY_LEN(jwt_fields), hits, "algorithm");
     if (!alg->value || alg->ok)
         jwt_check_keys(rd, &auth->jwt, hits);
@@ -712,11 +677,10 @@ static int auth_read(struct config_reader *rd, const char *key,
     struct config *cfg = base;
     struct config_hit hits[ARRAY_LEN(auth_fields)];
 
-    if (config_node_expect(rd, key, value, YAML_MAPPING_NODE) != 0)
+    if (config_read_map(rd, key, value, "in auth", auth_fields,
+                        ARRAY_LEN(auth_fields), &cfg->auth, hits) != 0)
         return -1;
     cfg->auth.present = true;
-    config_read_section(rd, value, "in auth", auth_fields,
-                        ARRAY_LEN(auth_fields), &cfg->auth, hits);
     if (cfg->auth.cookie && !cookie_name_ok(cfg->auth.cookie))
         config_reader_error(rd,
                             config_node_pos(auth_hit(hits, "cookie")->value),

@@ -558,6 +558,49 @@ const struct config_hit *config_hit_find(const struct config_field *fields,
     return NULL;
 }
 
+/* ---- sections and lists ------------------------------------------------ */
+
+/* See config_reader.h. */
+int config_read_map(struct config_reader *rd, const char *key,
+                    yaml_node_t *value, const char *where,
+                    const struct config_field *fields, size_t n, void *base,
+                    struct config_hit *hits)
+{
+    if (config_node_expect(rd, key, value, YAML_MAPPING_NODE) != 0)
+        return -1;
+    config_read_section(rd, value, where, fields, n, base, hits);
+    return 0;
+}
+
+/* See config_reader.h. The count grows before each item is read, so the
+ * array and its count agree at every point. */
+int config_read_seq(struct config_reader *rd, const char *key,
+                    yaml_node_t *value, size_t elem_size,
+                    void (*item)(struct config_reader *rd, yaml_node_t *node,
+                                 void *items, size_t i),
+                    void **items, size_t *count)
+{
+    size_t n;
+    char *array;
+
+    if (config_node_expect(rd, key, value, YAML_SEQUENCE_NODE) != 0)
+        return -1;
+    n = config_seq_len(value);
+    if (n == 0)
+        return 0;
+    array = calloc(n, elem_size);
+    if (!array) {
+        config_reader_oom(rd, value);
+        return -1;
+    }
+    *items = array;
+    for (size_t i = 0; i < n; i++) {
+        *count = i + 1;
+        item(rd, config_seq_item(rd, value, i), array, i);
+    }
+    return 0;
+}
+
 /* ---- parsing ----------------------------------------------------------- */
 
 /* Line and column of a byte offset, for reader errors (bad encoding),

@@ -159,4 +159,31 @@ const struct config_hit *config_hit_find(const struct config_field *fields,
                                          const struct config_hit *hits,
                                          const char *key);
 
+/*
+ * Reads the mapping `value` (the node of `key`) with
+ * config_read_section(): the common body of a key whose value is a
+ * section of its own. Returns 0, or -1 after reporting that value is not
+ * a mapping (hits are then left untouched).
+ */
+int config_read_map(struct config_reader *rd, const char *key,
+                    yaml_node_t *value, const char *where,
+                    const struct config_field *fields, size_t n, void *base,
+                    struct config_hit *hits);
+
+/*
+ * Reads the list `value` (the node of `key`) into a new array of zeroed
+ * elements of elem_size bytes: item() reads element i from its node and
+ * reports its own errors; it may look at elements 0..i-1 (to find
+ * duplicates). On return *items holds the array, which the caller owns
+ * (it frees the elements and the array, also after errors), and *count
+ * its length; an empty list leaves both untouched (NULL and 0 in a fresh
+ * config). Returns 0, or -1 after reporting that value is not a list or
+ * that memory ran out (nothing allocated then).
+ */
+int config_read_seq(struct config_reader *rd, const char *key,
+                    yaml_node_t *value, size_t elem_size,
+                    void (*item)(struct config_reader *rd, yaml_node_t *node,
+                                 void *items, size_t i),
+                    void **items, size_t *count);
+
 #endif

@@ -2,8 +2,8 @@
  * test_mqtt_adapter.c - tests for adapters/mqtt.c against a real mosquitto.
  *
  * Each test gets a fixture: a temp directory, a mosquitto broker started
- * from a generated config on a free loopback port, and a harness that
- * owns a libevent base, a struct source and a recording sink. Messages
+ * from a generated config on a free loopback port, and testlib harnesses
+ * (a libevent base, a struct source and a recording sink each). Messages
  * are published by a second, synchronous libmosquitto client (or, for
  * the ingest measurement, by a forked child). The teardown stops the
  * adapter, kills every broker and removes the directory, also after a
@@ -22,315 +22,31 @@
 #include <cmocka.h>
 // clang-format on
 
-#include <arpa/inet.h>
-#include <dirent.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include <event2/event.h>
 #include <mosquitto.h>
 
 #include "adapters/adapter.h"
 #include "bridge/message.h"
+#include "tests/unit/testlib.h"
 
 #define MAX_BROKERS 2
-#define MAX_STATES 256
 
-/* ---- time and files ---------------------------------------------------- */
+/* ---- the harness: one MQTT source on one event base -------------------- */
 
-static int64_t now_us(void)
+/* The source "plant" (index 3) with config.c's defaults for MQTT. */
+static void harness_init(struct testlib_harness *h)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-
-    assert_non_null(f);
-    assert_true(fputs(text, f) >= 0);
-    assert_int_equal(fclose(f), 0);
-}
-
-/* Reads a whole file into a NUL-terminated malloc'd string. */
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char *buf;
-    long len;
-
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = calloc(1, (size_t)len + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    return buf;
-}
-
-/* Removes a flat directory and the files in it. */
-static void remove_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char path[512];
-
-    if (d == NULL)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-/* Runs argv (no shell) with stdout/stderr to /dev/null; exit status. */
-static int run_command(char *const argv[])
-{
-    pid_t pid = fork();
-    int status;
-
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-
-        dup2(null, 1);
-        dup2(null, 2);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    if (pid < 0 || waitpid(pid, &status, 0) != pid)
-        return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-/* ---- ports and brokers ------------------------------------------------- */
-
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int port;
-
-    assert_true(fd >= 0);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    port = ntohs(sa.sin_port);
-    close(fd);
-    return port;
-}
-
-static bool port_accepts(int port)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    bool ok;
-
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    close(fd);
-    return ok;
-}
-
-/* A listening socket that never accepts: TCP connects, MQTT never
- * answers (the kernel completes the handshake from the backlog). */
-static int black_hole(int *port)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    assert_true(fd >= 0);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(fd, 8), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    *port = ntohs(sa.sin_port);
-    return fd;
-}
-
-struct broker {
-    pid_t pid; /* 0: not running */
-    int port;
-};
-
-/*
- * Writes DIR/broker-PORT.conf (listener on 127.0.0.1:PORT, in-memory
- * sessions, log to DIR, `extra` appended), starts /usr/sbin/mosquitto on
- * it and waits until the port accepts. "user root" keeps mosquitto from
- * switching to its own user when the tests run as root (it has no effect
- * otherwise), so it can read the temp files.
- */
-static void broker_start(struct broker *b, const char *dir, int port,
-                         const char *extra)
-{
-    char conf[512], text[2048], errpath[512];
-    int64_t deadline;
-    int status;
-
-    snprintf(conf, sizeof(conf), "%s/broker-%d.conf", dir, port);
-    snprintf(errpath, sizeof(errpath), "%s/broker-%d.stderr", dir, port);
-    snprintf(text, sizeof(text),
-             "listener %d 127.0.0.1\n"
-             "persistence false\n"
-             "log_dest file %s/broker-%d.log\n"
-             "user root\n"
-             "max_queued_messages 0\n"
-             "%s\n",
-             port, dir, port, extra ? extra : "allow_anonymous true");
-    write_file(conf, text);
-    b->port = port;
-    b->pid = fork();
-    assert_true(b->pid >= 0);
-    if (b->pid == 0) {
-        int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl("/usr/sbin/mosquitto", "mosquitto", "-c", conf, (char *)NULL);
-        _exit(127);
-    }
-    deadline = now_us() + 5000000;
-    while (!port_accepts(port)) {
-        if (waitpid(b->pid, &status, WNOHANG) == b->pid) {
-            b->pid = 0;
-            fail_msg("mosquitto exited at start; see %s", errpath);
-        }
-        if (now_us() > deadline)
-            fail_msg("mosquitto did not listen on %d", port);
-        usleep(10000);
-    }
-}
-
-static void broker_kill(struct broker *b)
-{
-    if (b->pid <= 0)
-        return;
-    kill(b->pid, SIGKILL);
-    waitpid(b->pid, NULL, 0);
-    b->pid = 0;
-}
-
-/* ---- the harness: one source on one event base ------------------------- */
-
-struct harness {
-    struct event_base *base;
-    struct event *tick; /* bounds each loop turn to 10 ms */
-    struct source_config cfg;
-    struct source src;
-    char url[256];
-    bool started;
-
-    struct message **msgs; /* delivered messages (our references) */
-    size_t nmsgs, cap;
-    bool count_only; /* do not keep messages (rate test) */
-    uint64_t delivered;
-    int64_t last_deliver_us;
-    bool stop_in_deliver; /* call stop() from inside deliver */
-
-    enum source_state states[MAX_STATES];
-    size_t nstates;
-};
-
-static int sink_deliver(void *ctx, struct source *src, struct message *msg)
-{
-    struct harness *h = ctx;
-
-    assert_ptr_equal(src, &h->src);
-    h->delivered++;
-    h->last_deliver_us = now_us();
-    if (h->count_only) {
-        message_unref(msg);
-    } else {
-        if (h->nmsgs == h->cap) {
-            h->cap = h->cap ? h->cap * 2 : 16;
-            h->msgs = realloc(h->msgs, h->cap * sizeof(*h->msgs));
-            assert_non_null(h->msgs);
-        }
-        h->msgs[h->nmsgs++] = msg;
-    }
-    if (h->stop_in_deliver)
-        h->src.ops->stop(&h->src);
-    return 0;
-}
-
-static void sink_state_changed(void *ctx, struct source *src)
-{
-    struct harness *h = ctx;
-
-    if (h->nstates < MAX_STATES)
-        h->states[h->nstates++] = src->state;
-}
-
-static void tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
-static void harness_init(struct harness *h)
-{
-    struct timeval tv = {0, 10000};
-
-    memset(h, 0, sizeof(*h));
-    h->base = event_base_new();
-    assert_non_null(h->base);
-    h->tick = event_new(h->base, -1, EV_PERSIST, tick_cb, NULL);
-    assert_non_null(h->tick);
-    event_add(h->tick, &tv);
-    h->cfg.name = "plant";
-    h->cfg.type = SOURCE_MQTT;
-    h->cfg.url = h->url;
+    testlib_harness_init(h, &mqtt_adapter_ops, "plant", SOURCE_MQTT, 3);
     h->cfg.qos = 0;
     h->cfg.clean_session = true;
     h->cfg.protocol = 4;
     h->cfg.keepalive_ms = 30000;
-    h->src.ops = &mqtt_adapter_ops;
-    h->src.cfg = &h->cfg;
-    h->src.index = 3;
-    h->src.base = h->base;
-    h->src.sink.deliver = sink_deliver;
-    h->src.sink.state_changed = sink_state_changed;
-    h->src.sink.ctx = h;
-}
-
-static void harness_clear_messages(struct harness *h)
-{
-    for (size_t i = 0; i < h->nmsgs; i++)
-        message_unref(h->msgs[i]);
-    h->nmsgs = 0;
-}
-
-static void harness_free(struct harness *h)
-{
-    if (h->base == NULL)
-        return;
-    h->src.ops->stop(&h->src);
-    subscriptions_free(&h->src.subs);
-    harness_clear_messages(h);
-    free(h->msgs);
-    event_free(h->tick);
-    event_base_free(h->base);
-    h->base = NULL;
 }
 
 /* Replaces the source's MQTT filters with the NULL-terminated list. */
@@ -341,64 +57,26 @@ static void set_filters(struct subscriptions *subs, const char *const *f)
     subscriptions_free(subs);
     while (f[n] != NULL)
         n++;
-    subs->patterns.items = calloc(n + 1, sizeof(char *));
-    assert_non_null(subs->patterns.items);
-    for (size_t i = 0; i < n; i++) {
-        subs->patterns.items[i] = strdup(f[i]);
-        assert_non_null(subs->patterns.items[i]);
-    }
-    subs->patterns.count = n;
+    testlib_strv_set(&subs->patterns, f, n);
 }
 
 /* Starts the adapter on mqtt://127.0.0.1:port with the given filters. */
-static void harness_start(struct harness *h, int port,
+static void harness_start(struct testlib_harness *h, int port,
                           const char *const *filters)
 {
-    char why[256] = "";
-
     if (port > 0)
         snprintf(h->url, sizeof(h->url), "mqtt://127.0.0.1:%d", port);
     set_filters(&h->src.subs, filters);
-    if (h->src.ops->start(&h->src, why, sizeof(why)) != 0)
-        fail_msg("start failed: %s", why);
-    h->started = true;
+    testlib_start(h);
 }
 
-typedef bool (*harness_pred)(const struct harness *h, uintptr_t arg);
-
-/* Runs the loop until pred holds; false after timeout_ms. */
-static bool run_until(struct harness *h, harness_pred pred, uintptr_t arg,
-                      int timeout_ms)
-{
-    int64_t deadline = now_us() + (int64_t)timeout_ms * 1000;
-
-    while (!pred(h, arg)) {
-        if (now_us() > deadline)
-            return false;
-        event_base_loop(h->base, EVLOOP_ONCE);
-    }
-    return true;
-}
-
-static bool pred_state(const struct harness *h, uintptr_t state)
-{
-    return h->src.state == (enum source_state)state;
-}
-
-static bool pred_count(const struct harness *h, uintptr_t n)
+static bool pred_count(const struct testlib_harness *h, uintptr_t n)
 {
     return h->delivered >= n;
 }
 
-static bool pred_never(const struct harness *h, uintptr_t arg)
-{
-    (void)h;
-    (void)arg;
-    return false;
-}
-
 /* True when a message on `topic` was delivered. */
-static bool pred_topic(const struct harness *h, uintptr_t topic)
+static bool pred_topic(const struct testlib_harness *h, uintptr_t topic)
 {
     for (size_t i = 0; i < h->nmsgs; i++)
         if (strcmp(h->msgs[i]->topic, (const char *)topic) == 0)
@@ -406,35 +84,23 @@ static bool pred_topic(const struct harness *h, uintptr_t topic)
     return false;
 }
 
-static bool pred_status_prefix(const struct harness *h, uintptr_t prefix)
+static bool pred_status_prefix(const struct testlib_harness *h,
+                               uintptr_t prefix)
 {
     const char *p = (const char *)prefix;
 
     return strncmp(h->src.status, p, strlen(p)) == 0;
 }
 
-static void run_for(struct harness *h, int ms)
+static void wait_up(struct testlib_harness *h)
 {
-    run_until(h, pred_never, 0, ms);
-}
-
-static void wait_up(struct harness *h)
-{
-    if (!run_until(h, pred_state, SOURCE_UP, 10000))
+    if (!testlib_wait_state(h, SOURCE_UP, 10000))
         fail_msg("source not UP (state %d, status \"%s\")", h->src.state,
                  h->src.status);
 }
 
-static bool saw_state(const struct harness *h, enum source_state s)
-{
-    for (size_t i = 0; i < h->nstates; i++)
-        if (h->states[i] == s)
-            return true;
-    return false;
-}
-
 /* Number of delivered messages on topic with payload text. */
-static size_t count_messages(const struct harness *h, const char *topic,
+static size_t count_messages(const struct testlib_harness *h, const char *topic,
                              const char *payload)
 {
     size_t n = 0;
@@ -471,7 +137,7 @@ static void pub_on_publish(struct mosquitto *mosq, void *obj, int mid)
 
 static void pub_open(struct publisher *p, int port)
 {
-    int64_t deadline = now_us() + 5000000;
+    int64_t deadline = testlib_now_us() + 5000000;
 
     memset(p, 0, sizeof(*p));
     p->mosq = mosquitto_new(NULL, true, p);
@@ -481,7 +147,7 @@ static void pub_open(struct publisher *p, int port)
     assert_int_equal(mosquitto_connect(p->mosq, "127.0.0.1", port, 30),
                      MOSQ_ERR_SUCCESS);
     while (!p->connected) {
-        assert_true(now_us() < deadline);
+        assert_true(testlib_now_us() < deadline);
         assert_int_equal(mosquitto_loop(p->mosq, 50, 1), MOSQ_ERR_SUCCESS);
     }
 }
@@ -491,14 +157,14 @@ static void pub_open(struct publisher *p, int port)
 static void pub_send(struct publisher *p, const char *topic,
                      const void *payload, size_t len, int qos, bool retain)
 {
-    int64_t deadline = now_us() + 10000000;
+    int64_t deadline = testlib_now_us() + 10000000;
 
     assert_int_equal(
         mosquitto_publish(p->mosq, NULL, topic, (int)len, payload, qos, retain),
         MOSQ_ERR_SUCCESS);
     p->sent++;
     while (p->acked < p->sent) {
-        assert_true(now_us() < deadline);
+        assert_true(testlib_now_us() < deadline);
         assert_int_equal(mosquitto_loop(p->mosq, 50, 1), MOSQ_ERR_SUCCESS);
     }
 }
@@ -522,11 +188,11 @@ static void pub_close(struct publisher *p)
 
 struct fixture {
     char dir[64];
-    struct broker brokers[MAX_BROKERS];
-    struct harness h;
-    struct harness h2;
+    struct testlib_server brokers[MAX_BROKERS];
+    struct testlib_harness h;
+    struct testlib_harness h2;
     struct publisher pub;
-    int hole; /* black-hole listener fd, or -1 */
+    int hole; /* silent listener fd, or -1 */
 };
 
 static int fixture_setup(void **state)
@@ -535,8 +201,7 @@ static int fixture_setup(void **state)
 
     if (fx == NULL)
         return -1;
-    snprintf(fx->dir, sizeof(fx->dir), "/tmp/sluice-mqtt-XXXXXX");
-    if (mkdtemp(fx->dir) == NULL) {
+    if (testlib_tempdir(fx->dir, sizeof(fx->dir), "mqtt") != 0) {
         free(fx);
         return -1;
     }
@@ -551,14 +216,14 @@ static int fixture_teardown(void **state)
 {
     struct fixture *fx = *state;
 
-    harness_free(&fx->h);
-    harness_free(&fx->h2);
+    testlib_harness_free(&fx->h);
+    testlib_harness_free(&fx->h2);
     pub_close(&fx->pub);
     for (int i = 0; i < MAX_BROKERS; i++)
-        broker_kill(&fx->brokers[i]);
+        testlib_server_kill(&fx->brokers[i]);
     if (fx->hole >= 0)
         close(fx->hole);
-    remove_dir(fx->dir);
+    testlib_remove_dir(fx->dir);
     free(fx);
     return 0;
 }
@@ -566,9 +231,9 @@ static int fixture_teardown(void **state)
 /* Starts broker 0 with `extra` config on a free port; returns the port. */
 static int fixture_broker(struct fixture *fx, const char *extra)
 {
-    int port = free_port();
+    int port = testlib_free_port();
 
-    broker_start(&fx->brokers[0], fx->dir, port, extra);
+    testlib_mosquitto_start(&fx->brokers[0], fx->dir, port, extra);
     return port;
 }
 
@@ -579,7 +244,7 @@ static int fixture_broker(struct fixture *fx, const char *extra)
 static void test_start_rejects_bad_config(void **state)
 {
     struct fixture *fx = *state;
-    struct harness *h = &fx->h;
+    struct testlib_harness *h = &fx->h;
     static const char *const bad_urls[] = {
         "http://u:secret@127.0.0.1:1883",
         "mqtt://u:secret@127.0.0.1:99999",
@@ -629,14 +294,14 @@ static void test_wildcard_plus(void **state)
 
     harness_start(&fx->h, port, filters);
     wait_up(&fx->h);
-    assert_true(saw_state(&fx->h, SOURCE_CONNECTING));
+    assert_true(testlib_saw_state(&fx->h, 0, SOURCE_CONNECTING));
     pub_open(&fx->pub, port);
     pub_text(&fx->pub, "factory/b/humidity", "no", 0, false);
     pub_text(&fx->pub, "factory/a/b/temp", "no", 0, false);
     pub_text(&fx->pub, "factory/a/temp", "21.5", 0, false);
     pub_text(&fx->pub, "factory/b/temp", "end", 0, false);
-    assert_true(
-        run_until(&fx->h, pred_topic, (uintptr_t) "factory/b/temp", 5000));
+    assert_true(testlib_run_until(&fx->h, pred_topic,
+                                  (uintptr_t) "factory/b/temp", 5000));
     assert_int_equal(fx->h.nmsgs, 2);
     assert_string_equal(fx->h.msgs[0]->topic, "factory/a/temp");
     assert_int_equal(fx->h.msgs[0]->topic_len, strlen("factory/a/temp"));
@@ -663,7 +328,8 @@ static void test_wildcard_hash(void **state)
     pub_text(&fx->pub, "factory", "1", 0, false);
     pub_text(&fx->pub, "factory/a/b/c", "2", 0, false);
     pub_text(&fx->pub, "factory/end", "3", 0, false);
-    assert_true(run_until(&fx->h, pred_topic, (uintptr_t) "factory/end", 5000));
+    assert_true(
+        testlib_run_until(&fx->h, pred_topic, (uintptr_t) "factory/end", 5000));
     assert_int_equal(fx->h.nmsgs, 3);
     assert_string_equal(fx->h.msgs[0]->topic, "factory");
     assert_string_equal(fx->h.msgs[1]->topic, "factory/a/b/c");
@@ -683,13 +349,13 @@ static void test_retained_and_qos(void **state)
     fx->h.cfg.qos = 1;
     harness_start(&fx->h, port, filters);
     wait_up(&fx->h);
-    assert_true(run_until(&fx->h, pred_count, 1, 5000));
+    assert_true(testlib_run_until(&fx->h, pred_count, 1, 5000));
     assert_string_equal(fx->h.msgs[0]->topic, "r/state");
     assert_true(fx->h.msgs[0]->retain);
     assert_int_equal(fx->h.msgs[0]->qos, 1);
     pub_text(&fx->pub, "r/live1", "x", 1, false);
     pub_text(&fx->pub, "r/live0", "y", 0, false);
-    assert_true(run_until(&fx->h, pred_count, 3, 5000));
+    assert_true(testlib_run_until(&fx->h, pred_count, 3, 5000));
     assert_string_equal(fx->h.msgs[1]->topic, "r/live1");
     assert_false(fx->h.msgs[1]->retain);
     assert_int_equal(fx->h.msgs[1]->qos, 1);
@@ -716,7 +382,7 @@ static void test_payloads(void **state)
     pub_send(&fx->pub, "bin/nul", binary, sizeof(binary), 0, false);
     pub_send(&fx->pub, "bin/empty", NULL, 0, 0, false);
     pub_send(&fx->pub, "bin/big", big, big_len, 1, false);
-    assert_true(run_until(&fx->h, pred_count, 3, 10000));
+    assert_true(testlib_run_until(&fx->h, pred_count, 3, 10000));
     assert_int_equal(fx->h.msgs[0]->payload_len, sizeof(binary));
     assert_memory_equal(fx->h.msgs[0]->payload, binary, sizeof(binary));
     assert_int_equal(fx->h.msgs[1]->payload_len, 0);
@@ -742,7 +408,7 @@ static void test_deep_topic(void **state)
     wait_up(&fx->h);
     pub_open(&fx->pub, port);
     pub_text(&fx->pub, topic, "deep", 0, false);
-    assert_true(run_until(&fx->h, pred_count, 1, 5000));
+    assert_true(testlib_run_until(&fx->h, pred_count, 1, 5000));
     assert_string_equal(fx->h.msgs[0]->topic, topic);
     assert_int_equal(fx->h.msgs[0]->topic_len, strlen(topic));
 }
@@ -776,7 +442,8 @@ static void overlap_check(struct fixture *fx, int protocol)
     pub_text(&fx->pub, "a/b", "y", 0, false);
     pub_text(&fx->pub, "a/b/c", "z", 0, false);
     pub_text(&fx->pub, "a/z/end", "end", 0, false);
-    assert_true(run_until(&fx->h, pred_topic, (uintptr_t) "a/z/end", 5000));
+    assert_true(
+        testlib_run_until(&fx->h, pred_topic, (uintptr_t) "a/z/end", 5000));
     assert_int_equal(count_messages(&fx->h, "a/b", "kept"), 1);
     assert_int_equal(count_messages(&fx->h, "a/c", "kept2"), 1);
     assert_true(fx->h.msgs[0]->retain && fx->h.msgs[1]->retain);
@@ -791,12 +458,13 @@ static void overlap_check(struct fixture *fx, int protocol)
     assert_int_equal(fx->h.src.ops->resubscribe(&fx->h.src, &subs), 0);
     for (int i = 0; i < 50 && !seen; i++) {
         pub_text(&fx->pub, "q/c", "probe", 0, false);
-        seen = run_until(&fx->h, pred_topic, (uintptr_t) "q/c", 100);
+        seen = testlib_run_until(&fx->h, pred_topic, (uintptr_t) "q/c", 100);
     }
     assert_true(seen);
     pub_text(&fx->pub, "a/c", "w", 0, false);
     pub_text(&fx->pub, "a/z/end2", "end", 0, false);
-    assert_true(run_until(&fx->h, pred_topic, (uintptr_t) "a/z/end2", 5000));
+    assert_true(
+        testlib_run_until(&fx->h, pred_topic, (uintptr_t) "a/z/end2", 5000));
     assert_int_equal(count_messages(&fx->h, "a/c", "kept2"), 1);
     assert_int_equal(count_messages(&fx->h, "a/c", "w"), 1);
     assert_int_equal(fx->h.src.state, SOURCE_UP);
@@ -826,7 +494,7 @@ static void test_resubscribe(void **state)
     wait_up(&fx->h);
     pub_open(&fx->pub, port);
     pub_text(&fx->pub, "x/1", "before", 0, false);
-    assert_true(run_until(&fx->h, pred_count, 1, 5000));
+    assert_true(testlib_run_until(&fx->h, pred_count, 1, 5000));
     set_filters(&subs, second);
     assert_int_equal(fx->h.src.ops->resubscribe(&fx->h.src, &subs), 0);
     assert_null(subs.patterns.items);
@@ -836,14 +504,14 @@ static void test_resubscribe(void **state)
      * first on the same connection, so x/1 is gone by then). */
     for (int i = 0; i < 50 && !seen; i++) {
         pub_text(&fx->pub, "x/2", "probe", 0, false);
-        seen = run_until(&fx->h, pred_topic, (uintptr_t) "x/2", 100);
+        seen = testlib_run_until(&fx->h, pred_topic, (uintptr_t) "x/2", 100);
     }
     assert_true(seen);
     assert_int_equal(fx->h.src.state, SOURCE_UP);
     pub_text(&fx->pub, "x/1", "after", 0, false);
     pub_text(&fx->pub, "x/2", "end", 0, false);
-    assert_true(run_until(&fx->h, pred_count, fx->h.nmsgs + 1, 5000));
-    run_for(&fx->h, 50);
+    assert_true(testlib_run_until(&fx->h, pred_count, fx->h.nmsgs + 1, 5000));
+    testlib_run_for(&fx->h, 50);
     assert_int_equal(count_messages(&fx->h, "x/1", "after"), 0);
     assert_int_equal(count_messages(&fx->h, "x/2", "end"), 1);
 }
@@ -878,7 +546,7 @@ static void persistent_check(struct fixture *fx, int protocol)
     fx->h2.cfg = fx->h.cfg;
     fx->h2.cfg.url = fx->h2.url;
     harness_start(&fx->h2, port, filters);
-    assert_true(run_until(&fx->h2, pred_count, 3, 5000));
+    assert_true(testlib_run_until(&fx->h2, pred_count, 3, 5000));
     assert_int_equal(count_messages(&fx->h2, "p/x", "m1"), 1);
     assert_int_equal(count_messages(&fx->h2, "p/x", "m2"), 1);
     assert_int_equal(count_messages(&fx->h2, "p/y", "m3"), 1);
@@ -907,16 +575,16 @@ static void test_broker_restart(void **state)
 
     harness_start(&fx->h, port, filters);
     wait_up(&fx->h);
-    broker_kill(&fx->brokers[0]);
-    assert_true(run_until(&fx->h, pred_state, SOURCE_DOWN, 5000));
+    testlib_server_kill(&fx->brokers[0]);
+    assert_true(testlib_wait_state(&fx->h, SOURCE_DOWN, 5000));
     assert_non_null(strstr(fx->h.src.status, "connection lost"));
-    run_for(&fx->h, 300); /* a few refused reconnects */
+    testlib_run_for(&fx->h, 300); /* a few refused reconnects */
     assert_int_equal(fx->h.src.state, SOURCE_DOWN);
-    broker_start(&fx->brokers[0], fx->dir, port, NULL);
+    testlib_mosquitto_start(&fx->brokers[0], fx->dir, port, NULL);
     wait_up(&fx->h);
     pub_open(&fx->pub, port);
     pub_text(&fx->pub, "s/after", "back", 0, false);
-    assert_true(run_until(&fx->h, pred_count, 1, 5000));
+    assert_true(testlib_run_until(&fx->h, pred_count, 1, 5000));
     assert_string_equal(fx->h.msgs[0]->topic, "s/after");
 }
 
@@ -926,12 +594,12 @@ static void test_connection_refused(void **state)
     struct fixture *fx = *state;
     static const char *const filters[] = {"n/#", NULL};
 
-    harness_start(&fx->h, free_port(), filters);
-    assert_true(run_until(&fx->h, pred_status_prefix,
-                          (uintptr_t) "connect failed", 3000));
-    run_for(&fx->h, 500);
+    harness_start(&fx->h, testlib_free_port(), filters);
+    assert_true(testlib_run_until(&fx->h, pred_status_prefix,
+                                  (uintptr_t) "connect failed", 3000));
+    testlib_run_for(&fx->h, 500);
     assert_int_equal(fx->h.src.state, SOURCE_DOWN);
-    assert_false(saw_state(&fx->h, SOURCE_UP));
+    assert_false(testlib_saw_state(&fx->h, 0, SOURCE_UP));
 }
 
 /*
@@ -943,37 +611,30 @@ static void test_credentials(void **state)
 {
     struct fixture *fx = *state;
     static const char *const filters[] = {"c/#", NULL};
-    char passwd[256], extra[512], logpath[256];
+    char passwd[256], extra[512];
     char *argv[] = {"mosquitto_passwd", "-b",        "-c", passwd,
                     "sluice",           "p@ss:w/rd", NULL};
-    int saved_stderr, fd, port;
+    struct testlib_capture cap;
+    int port;
     char *log;
 
     snprintf(passwd, sizeof(passwd), "%s/passwd", fx->dir);
-    assert_int_equal(run_command(argv), 0);
+    assert_int_equal(testlib_run(argv), 0);
     snprintf(extra, sizeof(extra), "allow_anonymous false\npassword_file %s\n",
              passwd);
     port = fixture_broker(fx, extra);
 
-    snprintf(logpath, sizeof(logpath), "%s/adapter.log", fx->dir);
-    fflush(stderr);
-    saved_stderr = dup(2);
-    fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(fd, 2);
-    close(fd);
+    testlib_capture_start(&cap);
     snprintf(fx->h.url, sizeof(fx->h.url),
              "mqtt://sluice:wrong-secret@127.0.0.1:%d", port);
     harness_start(&fx->h, 0, filters);
-    bool refused = run_until(&fx->h, pred_status_prefix,
-                             (uintptr_t) "CONNACK refused", 5000);
-    run_for(&fx->h, 300);
-    fflush(stderr);
-    dup2(saved_stderr, 2);
-    close(saved_stderr);
+    bool refused = testlib_run_until(&fx->h, pred_status_prefix,
+                                     (uintptr_t) "CONNACK refused", 5000);
+    testlib_run_for(&fx->h, 300);
+    log = testlib_capture_end(&cap);
     assert_true(refused);
     assert_int_equal(fx->h.src.state, SOURCE_DOWN);
     assert_null(strstr(fx->h.src.status, "wrong-secret"));
-    log = read_file(logpath);
     assert_non_null(strstr(log, "CONNACK refused"));
     assert_null(strstr(log, "wrong-secret"));
     assert_null(strstr(log, "mqtt://"));
@@ -992,16 +653,16 @@ static void test_handshake_timeout(void **state)
     static const char *const filters[] = {"h/#", NULL};
     int port;
 
-    fx->hole = black_hole(&port);
+    fx->hole = testlib_silent_listener(&port);
     harness_start(&fx->h, port, filters);
-    run_for(&fx->h, 1000);
+    testlib_run_for(&fx->h, 1000);
     assert_int_equal(fx->h.src.state, SOURCE_DOWN);
-    assert_true(
-        run_until(&fx->h, pred_status_prefix, (uintptr_t) "no CONNACK", 7000));
+    assert_true(testlib_run_until(&fx->h, pred_status_prefix,
+                                  (uintptr_t) "no CONNACK", 7000));
     /* The same port now gets a real broker: the retry connects. */
     close(fx->hole);
     fx->hole = -1;
-    broker_start(&fx->brokers[0], fx->dir, port, NULL);
+    testlib_mosquitto_start(&fx->brokers[0], fx->dir, port, NULL);
     wait_up(&fx->h);
 }
 
@@ -1013,15 +674,15 @@ static void test_stop_while_connecting(void **state)
     int port;
     size_t nstates;
 
-    fx->hole = black_hole(&port);
+    fx->hole = testlib_silent_listener(&port);
     harness_start(&fx->h, port, filters);
-    run_for(&fx->h, 200);
+    testlib_run_for(&fx->h, 200);
     assert_non_null(fx->h.src.impl);
     nstates = fx->h.nstates;
     fx->h.src.ops->stop(&fx->h.src);
     fx->h.src.ops->stop(&fx->h.src);
     assert_null(fx->h.src.impl);
-    run_for(&fx->h, 100);
+    testlib_run_for(&fx->h, 100);
     assert_int_equal(fx->h.nstates, nstates);
 }
 
@@ -1040,9 +701,9 @@ static void test_stop_inside_deliver(void **state)
     pub_text(&fx->pub, "d/2", "b", 0, false);
     pub_text(&fx->pub, "d/3", "c", 0, false);
     fx->h.stop_in_deliver = true;
-    assert_true(run_until(&fx->h, pred_count, 1, 5000));
+    assert_true(testlib_run_until(&fx->h, pred_count, 1, 5000));
     assert_null(fx->h.src.impl);
-    run_for(&fx->h, 200);
+    testlib_run_for(&fx->h, 200);
     assert_int_equal(fx->h.delivered, 1);
 }
 
@@ -1118,10 +779,10 @@ static void test_tls(void **state)
                         "-days",
                         "2",
                         NULL};
-    assert_int_equal(run_command(mkca), 0);
-    assert_int_equal(run_command(mkother), 0);
-    assert_int_equal(run_command(mkserver), 0);
-    plain = free_port();
+    assert_int_equal(testlib_run(mkca), 0);
+    assert_int_equal(testlib_run(mkother), 0);
+    assert_int_equal(testlib_run(mkserver), 0);
+    plain = testlib_free_port();
     snprintf(extra, sizeof(extra),
              "allow_anonymous true\ncafile %s\ncertfile %s\nkeyfile %s\n"
              "listener %d 127.0.0.1\n",
@@ -1131,9 +792,9 @@ static void test_tls(void **state)
     snprintf(fx->h.url, sizeof(fx->h.url), "mqtts://127.0.0.1:%d", port);
     fx->h.cfg.ca_file = other;
     harness_start(&fx->h, 0, filters);
-    run_for(&fx->h, 1500);
+    testlib_run_for(&fx->h, 1500);
     assert_int_equal(fx->h.src.state, SOURCE_DOWN);
-    assert_false(saw_state(&fx->h, SOURCE_UP));
+    assert_false(testlib_saw_state(&fx->h, 0, SOURCE_UP));
     assert_true(fx->h.src.status[0] != '\0');
 
     snprintf(fx->h2.url, sizeof(fx->h2.url), "mqtts://127.0.0.1:%d", port);
@@ -1143,7 +804,7 @@ static void test_tls(void **state)
     /* Publish on the broker's second, plain listener. */
     pub_open(&fx->pub, plain);
     pub_text(&fx->pub, "t/secure", "over tls", 1, false);
-    assert_true(run_until(&fx->h2, pred_count, 1, 5000));
+    assert_true(testlib_run_until(&fx->h2, pred_count, 1, 5000));
     assert_string_equal(fx->h2.msgs[0]->topic, "t/secure");
     assert_int_equal(fx->h.delivered, 0);
 }
@@ -1184,10 +845,10 @@ static void rate_publisher(int port)
  * rate; without, publisher, broker and adapter run at once (end to end,
  * bounded by the slowest of the three on this machine).
  */
-static void rate_measure(struct harness *h, int port, bool backlog)
+static void rate_measure(struct testlib_harness *h, int port, bool backlog)
 {
     uint64_t before = h->delivered;
-    int64_t start = now_us();
+    int64_t start = testlib_now_us();
     pid_t child = fork();
     int status;
     bool all;
@@ -1198,9 +859,9 @@ static void rate_measure(struct harness *h, int port, bool backlog)
         rate_publisher(port);
     if (backlog) {
         assert_int_equal(waitpid(child, &status, 0), child);
-        start = now_us();
+        start = testlib_now_us();
     }
-    all = run_until(h, pred_count, before + RATE_MESSAGES, 60000);
+    all = testlib_run_until(h, pred_count, before + RATE_MESSAGES, 60000);
     if (!backlog)
         assert_int_equal(waitpid(child, &status, 0), child);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
