@@ -1,12 +1,19 @@
 /*
  * stream.c - one SSE response; see stream.h for the states.
  *
- * Frames are assembled in the bridge's scratch evbuffer and handed to
- * libevent with evhttp_send_reply_chunk, which moves them into the
- * connection's output buffer (chunked for HTTP/1.1, plain for HTTP/1.0).
- * The socket write itself happens when the loop reports the socket
- * writable, so however many events reach a stream in one loop turn, the
- * kernel sees one writev for it.
+ * Two write paths. The start of a stream (headers, padding, retry, reset,
+ * snapshot), its replay batches and its final retry go through evhttp
+ * (evhttp_send_reply_chunk*, whose drain callbacks pace the replay).
+ * Live traffic, the hot path, does not: the feed builds each message's
+ * frame once (stream_frame_build), stream_deliver sends a stream's first
+ * event of a loop turn straight to the socket from that shared buffer,
+ * and anything more in the same turn, or what a full socket refused, is
+ * appended to the connection's output and written once at the end of the
+ * turn (stream_write). The write event is armed only while a socket is
+ * full, so a delivery costs one send(2) and no epoll_ctl. Both paths
+ * frame chunks the way evhttp chose when it sent the headers (chunked for
+ * HTTP/1.1, close-delimited for HTTP/1.0), and append to the same output
+ * buffer, so their bytes never reorder.
  *
  * Closing: a stream is never freed while a feed is being walked. Slow
  * clients and expired tokens go to the bridge's reap list; a connection
@@ -60,9 +67,9 @@ static size_t stream_pending(const struct stream *s)
 }
 
 /*
- * Moves the scratch buffer into the response, deflating it first for a
- * compressed stream; cb (may be NULL) runs once it is all on the wire.
- * Every write of a stream goes through here.
+ * The evhttp path: moves the scratch buffer into the response, deflating
+ * it first for a compressed stream; cb (may be NULL) runs once it is all
+ * on the wire. Not for live deliveries (see the top comment).
  */
 static void stream_send(struct stream *s,
                         void (*cb)(struct evhttp_connection *, void *))
