@@ -63,8 +63,8 @@
 #include <mqtt_protocol.h>
 
 #include "adapters/mqtt_subs.h"
-#include "bridge/log.h"
-#include "bridge/message.h"
+#include "lib/log.h"
+#include "lib/message.h"
 
 enum {
     MQTT_PORT = 1883,

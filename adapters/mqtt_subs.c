@@ -36,8 +36,8 @@
 
 #include <mqtt_protocol.h>
 
-#include "bridge/log.h"
-#include "bridge/topic.h"
+#include "lib/log.h"
+#include "lib/topic.h"
 
 /* Set slots for retained-message hashes: initial size (power of 2). */
 enum { MQTT_SEEN_INITIAL = 64 };

@@ -41,9 +41,9 @@
 #include <hiredis/hiredis.h>
 
 #include "adapters/redis_conn.h"
-#include "bridge/log.h"
-#include "bridge/message.h"
-#include "bridge/topic.h"
+#include "lib/log.h"
+#include "lib/message.h"
+#include "lib/topic.h"
 
 /* Names the server has confirmed as subscribed. Scanned once per message,
  * so it stays a plain array (a source subscribes to a handful). */

@@ -38,7 +38,7 @@
 #include <hiredis/adapters/libevent.h>
 
 #include "adapters/adapter.h"
-#include "bridge/log.h"
+#include "lib/log.h"
 
 #define REDIS_CONN_PORT 6379
 #define REDIS_CONN_HANDSHAKE_MS 5000

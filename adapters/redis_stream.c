@@ -60,9 +60,9 @@
 #include <hiredis/hiredis.h>
 
 #include "adapters/redis_conn.h"
-#include "bridge/log.h"
-#include "bridge/message.h"
-#include "bridge/sse.h"
+#include "lib/log.h"
+#include "lib/message.h"
+#include "lib/sse.h"
 
 /* "18446744073709551615-18446744073709551615" and its NUL fit. */
 #define REDIS_STREAM_ID_MAX 48

@@ -19,16 +19,16 @@
 
 #include "auth/auth.h"
 #include "bridge/feed.h"
-#include "bridge/history.h"
-#include "bridge/lastvalue.h"
-#include "bridge/log.h"
-#include "bridge/message.h"
+#include "lib/history.h"
+#include "lib/lastvalue.h"
+#include "lib/log.h"
+#include "lib/message.h"
 #include "bridge/persist.h"
 #include "bridge/reload.h"
-#include "bridge/route.h"
+#include "lib/route.h"
 #include "bridge/server.h"
 #include "bridge/stream.h"
-#include "bridge/topic.h"
+#include "lib/topic.h"
 
 /* Housekeeping period: the precision of heartbeats, token expiry and
  * max_lifetime. One walk of the stream list, ~1 ms for 20,000 streams. */

@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "bridge/bridge.h"
-#include "bridge/message.h"
-#include "bridge/route.h"
+#include "lib/message.h"
+#include "lib/route.h"
 #include "bridge/stream.h"
 
 /* Streams share a feed when they have the same route, the same frame

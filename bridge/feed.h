@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bridge/topic.h"
+#include "lib/topic.h"
 #include "config/config.h"
 
 struct bridge;

@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include "bridge/bridge.h"
-#include "bridge/log.h"
-#include "bridge/route.h"
+#include "lib/log.h"
+#include "lib/route.h"
 #include "config/config.h"
 
 static void main_usage(FILE *out)

@@ -9,7 +9,7 @@
 #include <event2/buffer.h>
 
 #include "bridge/bridge.h"
-#include "bridge/history.h"
+#include "lib/history.h"
 
 static const char *metrics_drop_names[DROP_REASON_COUNT] = {
     [DROP_SLOW] = "slow",           [DROP_EXPIRED] = "token_expired",

@@ -15,11 +15,11 @@
 #include <event2/event.h>
 
 #include "bridge/bridge.h"
-#include "bridge/history.h"
-#include "bridge/journal.h"
-#include "bridge/lastvalue.h"
-#include "bridge/log.h"
-#include "bridge/message.h"
+#include "lib/history.h"
+#include "lib/journal.h"
+#include "lib/lastvalue.h"
+#include "lib/log.h"
+#include "lib/message.h"
 
 #define PERSIST_NO_SOURCE UINT32_MAX
 

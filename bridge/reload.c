@@ -20,8 +20,8 @@
 
 #include "auth/auth.h"
 #include "bridge/bridge.h"
-#include "bridge/log.h"
-#include "bridge/route.h"
+#include "lib/log.h"
+#include "lib/route.h"
 #include "bridge/server.h"
 #include "bridge/stream.h"
 

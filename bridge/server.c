@@ -25,10 +25,10 @@
 #include "auth/auth.h"
 #include "bridge/bridge.h"
 #include "bridge/feed.h"
-#include "bridge/history.h"
-#include "bridge/log.h"
-#include "bridge/query.h"
-#include "bridge/route.h"
+#include "lib/history.h"
+#include "lib/log.h"
+#include "lib/query.h"
+#include "lib/route.h"
 #include "bridge/stream.h"
 
 #define SERVER_MAX_HEADERS_SIZE (16 * 1024)

@@ -37,12 +37,12 @@
 
 #include "auth/auth.h"
 #include "bridge/bridge.h"
-#include "bridge/compress.h"
+#include "lib/compress.h"
 #include "bridge/feed.h"
-#include "bridge/history.h"
-#include "bridge/lastvalue.h"
-#include "bridge/message.h"
-#include "bridge/sse.h"
+#include "lib/history.h"
+#include "lib/lastvalue.h"
+#include "lib/message.h"
+#include "lib/sse.h"
 
 /* A replay writes up to this many bytes, then waits for the socket. */
 #define STREAM_REPLAY_BATCH (64 * 1024)

@@ -9,7 +9,7 @@
  *
  * The loader checks the schema (keys, types, ranges, names, uniqueness).
  * Checks that need the routing engine (path templates, topic patterns and
- * their sources) are done by route_table_build() in bridge/route.c, which
+ * their sources) are done by route_table_build() in lib/route.c, which
  * reports errors with the positions kept here (struct config_pos).
  *
  * Ownership: a struct config owns every string and array below it; free

@@ -1,12 +1,12 @@
 /*
- * journal_bench.c - measures bridge/journal.c: append throughput in each
+ * journal_bench.c - measures lib/journal.c: append throughput in each
  * fsync mode and the replay time of a large journal. Not built by CMake
  * (it is a one-off measurement, not a test); build and run it with:
  *
  *   gcc -O2 -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter \
  *       -I/work/main \
- *       /work/main/tests/bench/journal_bench.c /work/main/bridge/journal.c \
- *       /work/main/bridge/log.c -lz -o /tmp/journal_bench
+ *       /work/main/tests/bench/journal_bench.c /work/main/lib/journal.c \
+ *       /work/main/lib/log.c -lz -o /tmp/journal_bench
  *   /tmp/journal_bench [parent-dir [records [always-records]]]
  *
  * Defaults: parent-dir /tmp, 1,000,000 records, 2,000 records for
@@ -34,8 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bridge/journal.h"
-#include "bridge/message.h"
+#include "lib/journal.h"
+#include "lib/message.h"
 
 #define PAYLOAD_LEN 200
 #define RECORD_BYTES (44 + 5 + 11 + PAYLOAD_LEN)

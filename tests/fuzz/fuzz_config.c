@@ -14,7 +14,7 @@
  *
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -I. \
  *   config/config.c config/config_reader.c config/config_scalar.c \
- *   bridge/log.c tests/fuzz/fuzz_config.c -lyaml -o fuzz_config
+ *   lib/log.c tests/fuzz/fuzz_config.c -lyaml -o fuzz_config
  * Run:   ./fuzz_config tests/fuzz/corpus/config
  */
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /*
  * fuzz_query.c - libFuzzer driver for the hand-written request parsers:
- * the query string (bridge/query.c, over bridge/percent.c), the history's
+ * the query string (lib/query.c, over lib/percent.c), the history's
  * id parser (history_find) and the Accept-Encoding reader
  * (compress_negotiate). The input is split at its first NUL byte: query
  * string before, Last-Event-ID after.
@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bridge/compress.h"
-#include "bridge/history.h"
-#include "bridge/message.h"
-#include "bridge/query.h"
+#include "lib/compress.h"
+#include "lib/history.h"
+#include "lib/message.h"
+#include "lib/query.h"
 
 static void fuzz_ids(const char *id, size_t len)
 {

@@ -1,5 +1,5 @@
 /*
- * fuzz_route.c - libFuzzer driver for bridge/topic.c and bridge/route.c.
+ * fuzz_route.c - libFuzzer driver for lib/topic.c and lib/route.c.
  *
  * The input is split at '\n' into up to three parts:
  *   A: a pattern, also used as a route's path template;
@@ -13,7 +13,7 @@
  * disagreements (abort) are findings.
  *
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -I. \
- *        bridge/topic.c bridge/hashtab.c bridge/route.c \
+ *        lib/topic.c lib/hashtab.c lib/route.c \
  *        tests/fuzz/fuzz_route.c
  * Corpus: tests/fuzz/corpus/route/.
  */
@@ -21,8 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bridge/route.h"
-#include "bridge/topic.h"
+#include "lib/route.h"
+#include "lib/topic.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

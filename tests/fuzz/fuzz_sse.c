@@ -1,5 +1,5 @@
 /*
- * fuzz_sse.c - libFuzzer driver for bridge/sse.c and bridge/message.c.
+ * fuzz_sse.c - libFuzzer driver for lib/sse.c and lib/message.c.
  *
  * Builds a message from the input, formats both SSE bodies (json and raw)
  * and the "event:" line, and checks the invariants a browser relies on;
@@ -19,7 +19,7 @@
  * (little endian), then the topic, then the payload.
  *
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -I. \
- *   bridge/sse.c bridge/message.c tests/fuzz/fuzz_sse.c \
+ *   lib/sse.c lib/message.c tests/fuzz/fuzz_sse.c \
  *   -levent -ljansson -lcrypto -o fuzz_sse
  * Run:   ./fuzz_sse tests/fuzz/corpus/sse
  */
@@ -31,8 +31,8 @@
 #include <event2/buffer.h>
 #include <jansson.h>
 
-#include "bridge/message.h"
-#include "bridge/sse.h"
+#include "lib/message.h"
+#include "lib/sse.h"
 
 #define FUZZ_HEADER 10
 

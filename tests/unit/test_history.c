@@ -1,5 +1,5 @@
 /*
- * test_history.c - bridge/history.c: ids, ordering, eviction by count,
+ * test_history.c - lib/history.c: ids, ordering, eviction by count,
  * bytes and age, and the resume lookup (found / unknown / expired).
  */
 #include <stdarg.h>
@@ -11,8 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "bridge/history.h"
-#include "bridge/message.h"
+#include "lib/history.h"
+#include "lib/message.h"
 
 #define T0 1764000000000LL
 

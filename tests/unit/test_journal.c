@@ -1,5 +1,5 @@
 /*
- * test_journal.c - bridge/journal.c: round trips in every fsync mode, the
+ * test_journal.c - lib/journal.c: round trips in every fsync mode, the
  * epoch file, segment roll, trim, recovery from torn, corrupt and garbage
  * segments, the directory lock, and replay stopped by its callback.
  *
@@ -28,8 +28,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bridge/journal.h"
-#include "bridge/message.h"
+#include "lib/journal.h"
+#include "lib/message.h"
 
 #define T0 1764000000000LL
 #define BIG_PAYLOAD (256 * 1024)

@@ -1,5 +1,5 @@
 /*
- * test_lastvalue.c - bridge/lastvalue.c: latest per topic, update order,
+ * test_lastvalue.c - lib/lastvalue.c: latest per topic, update order,
  * bounds, and MQTT retained-clear.
  */
 #include <stdarg.h>
@@ -10,8 +10,8 @@
 
 #include <string.h>
 
-#include "bridge/lastvalue.h"
-#include "bridge/message.h"
+#include "lib/lastvalue.h"
+#include "lib/message.h"
 
 static struct message *lv_msg(uint32_t source, const char *topic,
                               const char *payload, uint64_t seq)

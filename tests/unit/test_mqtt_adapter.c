@@ -32,7 +32,7 @@
 #include <mosquitto.h>
 
 #include "adapters/adapter.h"
-#include "bridge/message.h"
+#include "lib/message.h"
 #include "tests/unit/testlib.h"
 
 #define MAX_BROKERS 2

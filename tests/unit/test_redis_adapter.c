@@ -27,7 +27,7 @@
 #include <hiredis/hiredis.h>
 
 #include "adapters/adapter.h"
-#include "bridge/message.h"
+#include "lib/message.h"
 #include "tests/unit/testlib.h"
 
 struct fixture {

@@ -29,8 +29,8 @@
 #include <hiredis/hiredis.h>
 
 #include "adapters/adapter.h"
-#include "bridge/message.h"
-#include "bridge/sse.h"
+#include "lib/message.h"
+#include "lib/sse.h"
 #include "tests/unit/testlib.h"
 
 #define ID_MAX 64

@@ -1,5 +1,5 @@
 /*
- * test_route.c - unit tests for bridge/route.c: building the route table
+ * test_route.c - unit tests for lib/route.c: building the route table
  * (with the exact FILE:LINE:COL errors), matching request paths
  * (specificity, percent-decoding, star parameters, limits), resolving
  * parameters into patterns, and deriving upstream subscriptions.
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bridge/route.h"
+#include "lib/route.h"
 
 #define FX_MAX_ROUTES 12
 #define FX_MAX_TOPICS 4

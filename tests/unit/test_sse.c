@@ -1,6 +1,6 @@
 /*
- * test_sse.c - unit tests for bridge/sse.c (SSE wire encoding) and
- * bridge/message.c (the reference-counted message and its cached bodies).
+ * test_sse.c - unit tests for lib/sse.c (SSE wire encoding) and
+ * lib/message.c (the reference-counted message and its cached bodies).
  *
  * Every test compares complete expected byte strings: the wire format is
  * a contract with browsers (SPEC 3.3 and 4), so a changed byte is a bug.
@@ -18,8 +18,8 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
-#include "bridge/message.h"
-#include "bridge/sse.h"
+#include "lib/message.h"
+#include "lib/sse.h"
 
 /* A byte string with an explicit length (may hold NULs). */
 struct bytes {

@@ -1,5 +1,5 @@
 /*
- * test_topic.c - unit tests for bridge/topic.c: MQTT and Redis glob
+ * test_topic.c - unit tests for lib/topic.c: MQTT and Redis glob
  * matching, validation, the parameter injection rule, filters and their
  * keys, and the topic index (checked against brute-force matching).
  */
@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "bridge/topic.h"
+#include "lib/topic.h"
 
 /* ------------------------------------------------------------------ */
 /* MQTT matching                                                       */

@@ -33,7 +33,7 @@
 
 #include <event2/event.h>
 
-#include "bridge/message.h"
+#include "lib/message.h"
 
 /* How long a server may take to accept connections after its start. */
 #define TESTLIB_START_MS 5000

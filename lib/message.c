@@ -13,7 +13,7 @@
  * still writes to it, filling each cached body once (single-threaded), and
  * a cached body is never rebuilt or freed before the message is.
  */
-#include "bridge/message.h"
+#include "lib/message.h"
 
 #include <assert.h>
 #include <stdint.h>
@@ -22,7 +22,7 @@
 
 #include <event2/buffer.h>
 
-#include "bridge/sse.h"
+#include "lib/sse.h"
 
 struct message *message_new(uint32_t source, enum source_type type,
                             const char *topic, size_t topic_len,

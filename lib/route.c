@@ -20,9 +20,9 @@
  * config (which must outlive it); only segments and captured values are
  * copies.
  */
-#include "bridge/route.h"
+#include "lib/route.h"
 
-#include "bridge/percent.h"
+#include "lib/percent.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -21,7 +21,7 @@
 #include <stddef.h>
 
 #include "adapters/adapter.h"
-#include "bridge/topic.h"
+#include "lib/topic.h"
 #include "config/config.h"
 
 #define ROUTE_MAX_PARAMS 16

@@ -3,13 +3,13 @@
  * update, and a doubly linked list in update order for the walk and the
  * eviction of the least recently updated topic.
  */
-#include "bridge/lastvalue.h"
+#include "lib/lastvalue.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "bridge/hashtab.h"
-#include "bridge/message.h"
+#include "lib/hashtab.h"
+#include "lib/message.h"
 
 struct lastvalue_entry {
     struct hashtab_entry he;    /* key: the message's topic */

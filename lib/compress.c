@@ -2,7 +2,7 @@
  * compress.c - see compress.h. zlib does the compression; the only hand-
  * written part is reading Accept-Encoding, which no library here parses.
  */
-#include "bridge/compress.h"
+#include "lib/compress.h"
 
 #include <ctype.h>
 #include <stdbool.h>

@@ -2,7 +2,7 @@
  * log.c - see log.h. The logger settings below are sluice's only global
  * mutable state (set at start and on SIGHUP, read everywhere).
  */
-#include "bridge/log.h"
+#include "lib/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

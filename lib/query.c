@@ -3,9 +3,9 @@
  * lastEventId, topic (repeatable), snapshot. Unknown parameters are
  * ignored (cache busters); malformed ones are a 400.
  */
-#include "bridge/query.h"
+#include "lib/query.h"
 
-#include "bridge/percent.h"
+#include "lib/percent.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -6,14 +6,14 @@
  * seq s is (s & mask). Invariant: the entries first_seq .. next_seq-1 are
  * all present, and bytes is the sum of their message_size().
  */
-#include "bridge/history.h"
+#include "lib/history.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bridge/message.h"
+#include "lib/message.h"
 
 #define HISTORY_MIN_CAPACITY 64
 

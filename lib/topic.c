@@ -25,8 +25,8 @@
  * Invariant: a trie node exists only while it, or a node below it, holds an
  * owner (remove prunes empty nodes up to the root).
  */
-#include "bridge/topic.h"
-#include "bridge/hashtab.h"
+#include "lib/topic.h"
+#include "lib/hashtab.h"
 
 #include <stdio.h>
 #include <stdlib.h>

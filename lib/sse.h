@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bridge/message.h"
+#include "lib/message.h"
 
 struct evbuffer;
 

@@ -40,7 +40,7 @@
  *   truncated back (or blocks further appends until it can be);
  * - the segment being appended to (the last one) is never deleted.
  */
-#include "bridge/journal.h"
+#include "lib/journal.h"
 
 #include <dirent.h>
 #include <endian.h>
@@ -57,8 +57,8 @@
 
 #include <zlib.h>
 
-#include "bridge/log.h"
-#include "bridge/message.h"
+#include "lib/log.h"
+#include "lib/message.h"
 
 #define RECORD_MAGIC 0x314a4c53u /* bytes "SLJ1" on disk */
 #define HEADER_SIZE 44

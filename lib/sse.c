@@ -16,7 +16,7 @@
  * never reaches the wire as is: it is replaced (json strings) or the
  * whole payload is sent as base64.
  */
-#include "bridge/sse.h"
+#include "lib/sse.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /*
  * percent.c - see percent.h.
  */
-#include "bridge/percent.h"
+#include "lib/percent.h"
 
 static int percent_hex(char c)
 {

@@ -2,7 +2,7 @@
  * hashtab.c - see hashtab.h. Chained buckets, FNV-1a over the namespace
  * and the key, load factor <= 1.
  */
-#include "bridge/hashtab.h"
+#include "lib/hashtab.h"
 
 #include <stdlib.h>
 #include <string.h>
