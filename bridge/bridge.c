@@ -20,10 +20,10 @@
 #include "auth/auth.h"
 #include "bridge/feed.h"
 #include "lib/history.h"
+#include "lib/history_local.h"
 #include "lib/lastvalue.h"
 #include "lib/log.h"
 #include "lib/message.h"
-#include "bridge/persist.h"
 #include "bridge/reload.h"
 #include "lib/route.h"
 #include "bridge/server.h"
@@ -82,9 +82,9 @@ static int bridge_sink_deliver(void *ctx, struct source *src,
         message_unref(msg);
         return -1;
     }
-    /* persist_append takes the reference; the history keeps msg alive
+    /* history_append takes the reference; the history keeps msg alive
      * through the dispatch below (the newest entry is never evicted). */
-    stored = persist_append(b, msg);
+    stored = history_append(b->history, msg);
     if (stored < 0)
         return -1;
     lastvalue_put(b->lastvalue, msg);
@@ -104,6 +104,27 @@ static void bridge_sink_state_changed(void *ctx, struct source *src)
         log_warn("source %s: down: %s", src->cfg->name, src->status);
 }
 
+struct last_entry_search {
+    uint32_t source;
+    const char *key;
+    size_t keylen;
+    char *out;
+    size_t outlen;
+    int found;
+};
+
+static bool bridge_match_last_entry(void *arg, const struct message *m)
+{
+    struct last_entry_search *q = arg;
+
+    if (m->source != q->source || m->stream_entry_id == NULL ||
+        m->topic_len != q->keylen || memcmp(m->topic, q->key, q->keylen) != 0)
+        return true;
+    snprintf(q->out, q->outlen, "%s", m->stream_entry_id);
+    q->found = 1;
+    return false;
+}
+
 /* Scans the history from the newest entry: runs once per (re)connect of
  * a redis-stream source, not per message. */
 static int bridge_sink_last_entry_id(void *ctx, struct source *src,
@@ -111,18 +132,11 @@ static int bridge_sink_last_entry_id(void *ctx, struct source *src,
                                      size_t outlen)
 {
     struct bridge *b = ctx;
-    uint64_t first = history_first_seq(b->history);
-    size_t keylen = strlen(key);
+    struct last_entry_search q = {src->index, key, strlen(key), out, outlen,
+                                  0};
 
-    for (uint64_t s = history_next_seq(b->history); s-- > first;) {
-        const struct message *m = history_at(b->history, s);
-        if (m->source != src->index || m->stream_entry_id == NULL ||
-            m->topic_len != keylen || memcmp(m->topic, key, keylen) != 0)
-            continue;
-        snprintf(out, outlen, "%s", m->stream_entry_id);
-        return 1;
-    }
-    return 0;
+    history_scan_back(b->history, bridge_match_last_entry, &q);
+    return q.found;
 }
 
 int bridge_frame_reserve(struct bridge *b, size_t len)
@@ -206,7 +220,7 @@ static void bridge_on_tick(evutil_socket_t fd, short what, void *arg)
     struct bridge *b = arg;
     int64_t now = bridge_now_ms();
 
-    persist_expire(b, now);
+    history_expire(b->history, now);
     server_sweep(b->server, now);
     for (struct stream *s = b->streams; s != NULL; s = s->next)
         stream_tick(s, now);
@@ -291,6 +305,30 @@ static int bridge_init_sources(struct bridge *b, char *err, size_t errlen)
     return 0;
 }
 
+/* Fills the snapshot cache from what the history holds at start (a
+ * restored journal), oldest first, so the latest per topic wins. */
+static int bridge_load_lastvalues(struct bridge *b, char *err, size_t errlen)
+{
+    struct message *batch[256];
+    uint64_t after = 0;
+    size_t n;
+
+    do {
+        if (history_read(b->history, after, batch, 256, &n, NULL) !=
+            HISTORY_READ_OK) {
+            snprintf(err, errlen, "history: cannot read what was restored");
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            after = batch[i]->seq;
+            if (batch[i]->source < b->cfg->nsources)
+                lastvalue_put(b->lastvalue, batch[i]);
+            message_unref(batch[i]);
+        }
+    } while (n > 0);
+    return 0;
+}
+
 struct bridge *bridge_new(struct config *cfg, struct route_table *routes,
                           const char *config_path, char *err, size_t errlen)
 {
@@ -320,7 +358,9 @@ struct bridge *bridge_new(struct config *cfg, struct route_table *routes,
         (b->write_ev = event_new(b->base, -1, 0, bridge_on_write, b)) == NULL ||
         (b->drain_ev = evtimer_new(b->base, bridge_on_drain_poll, b)) == NULL)
         goto fail;
-    if (persist_open(b, now, err, errlen) < 0)
+    if ((b->history = history_local_open(cfg, b->base, now, err,
+                                         errlen)) == NULL ||
+        bridge_load_lastvalues(b, err, errlen) < 0)
         goto fail;
     if ((b->auth = auth_new(cfg, err, errlen)) == NULL)
         goto fail;
@@ -365,7 +405,7 @@ int bridge_start(struct bridge *b, char *err, size_t errlen)
             return -1;
         }
     }
-    if (bridge_start_timers(b) < 0 || persist_start(b) < 0) {
+    if (bridge_start_timers(b) < 0) {
         snprintf(err, errlen, "cannot set up timers and signals");
         return -1;
     }
@@ -411,7 +451,7 @@ void bridge_free(struct bridge *b)
     if (b->zscratch != NULL)
         evbuffer_free(b->zscratch);
     topic_index_free(b->index);
-    persist_close(b);
+    history_free(b->history);
     lastvalue_free(b->lastvalue);
     auth_free(b->auth);
     metrics_free(&b->metrics);

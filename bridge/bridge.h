@@ -7,7 +7,7 @@
  * module keeps a hidden global (the logger's settings excepted, see
  * log.h).
  *
- * The event path: an adapter calls the sink (bridge_deliver) -> the
+ * The event path: an adapter calls the sink (bridge_sink_deliver) -> the
  * message is checked (max_payload), appended to the history (which gives
  * it its id) -> the topic index names the feeds whose patterns match ->
  * each feed writes the message's frame to its live streams. Streams that
@@ -31,7 +31,6 @@ struct event_base;
 struct evbuffer;
 struct feed;
 struct history;
-struct journal;
 struct lastvalue;
 struct route_table;
 struct server;
@@ -43,9 +42,7 @@ struct bridge {
     struct config *cfg;           /* owned */
     struct route_table *routes;   /* owned; built from cfg */
     struct auth *auth;            /* owned */
-    struct history *history;      /* owned (see persist.h) */
-    struct journal *journal;      /* owned; NULL without history.dir */
-    struct event *sync_ev;        /* fsync: batch timer */
+    struct history *history;      /* owned: the event log (history.h) */
     struct lastvalue *lastvalue;  /* owned: latest per topic (snapshots) */
     struct topic_index *index;    /* owned: (source, pattern) -> feed */
     struct source *sources;       /* owned; cfg->nsources entries */

@@ -29,6 +29,8 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include <stddef.h>
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -299,7 +301,81 @@ int stream_frame_build(struct bridge *b, const struct feed *f,
     return 0;
 }
 
+/*
+ * Catching up: the snapshot (references taken when the stream opened, so
+ * it stands for one moment), then the history after `after`. Both are
+ * written in batches of STREAM_REPLAY_BATCH bytes, the next batch once the
+ * socket has drained the last (so at most one batch is queued, like
+ * max_pending bounds live traffic), and at most STREAM_REPLAY_WORK
+ * messages are examined per loop turn, so a replay through a narrow
+ * filter cannot hold the loop: it yields and goes on in a later turn.
+ */
+struct stream_catchup {
+    struct stream *stream;
+    struct history_waiter waiter;  /* the history wakes us (async reads) */
+    struct event *again;           /* continues in a later loop turn */
+    struct message **snap;         /* owned references */
+    size_t snap_count, snap_next;
+    uint64_t after;                /* replay: last position examined */
+};
+
+/* Messages examined per loop turn while catching up. */
+#define STREAM_REPLAY_WORK 4096
+/* Messages read from the history at a time. */
+#define STREAM_REPLAY_READ 64
+
 static void stream_replay(struct stream *s);
+static bool stream_append_checkpoint(struct stream *s, uint64_t pos);
+
+static void stream_catchup_free(struct stream *s)
+{
+    struct stream_catchup *c = s->catchup;
+
+    if (c == NULL)
+        return;
+    history_cancel(s->bridge->history, &c->waiter);
+    if (c->again != NULL)
+        event_free(c->again);
+    for (size_t i = c->snap_next; i < c->snap_count; i++)
+        message_unref(c->snap[i]);
+    free(c->snap);
+    free(c);
+    s->catchup = NULL;
+}
+
+static void stream_on_catchup_again(evutil_socket_t fd, short what,
+                                    void *arg)
+{
+    stream_replay(arg);
+}
+
+static void stream_on_history_wake(struct history_waiter *w)
+{
+    struct stream_catchup *c =
+        (struct stream_catchup *)((char *)w -
+                                  offsetof(struct stream_catchup, waiter));
+
+    event_active(c->again, EV_TIMEOUT, 0);
+}
+
+/* Allocates s->catchup to replay after position `after`. 0 or -1. */
+static int stream_catchup_new(struct stream *s, uint64_t after)
+{
+    struct stream_catchup *c = calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        return -1;
+    c->stream = s;
+    c->after = after;
+    c->waiter.wake = stream_on_history_wake;
+    c->again = event_new(s->bridge->base, -1, 0, stream_on_catchup_again, s);
+    s->catchup = c;
+    if (c->again == NULL) {
+        stream_catchup_free(s);
+        return -1;
+    }
+    return 0;
+}
 
 static void stream_on_drained(struct evhttp_connection *evcon, void *arg)
 {
@@ -310,56 +386,119 @@ static void stream_on_drained(struct evhttp_connection *evcon, void *arg)
         stream_replay(s);
 }
 
+/* Appends snapshot frames up to the batch size. True when it is done. */
+static bool stream_append_snapshot_batch(struct stream *s)
+{
+    struct stream_catchup *c = s->catchup;
+
+    while (c->snap_next < c->snap_count &&
+           evbuffer_get_length(s->bridge->scratch) < STREAM_REPLAY_BATCH) {
+        struct message *msg = c->snap[c->snap_next++];
+        stream_append_frame(s, msg);
+        message_unref(msg);
+    }
+    if (c->snap_next < c->snap_count)
+        return false;
+    if (c->snap != NULL) {
+        free(c->snap);
+        c->snap = NULL;
+        c->snap_count = c->snap_next = 0;
+        /* The head the snapshot stood for: a resume starts after it. */
+        stream_append_checkpoint(s, c->after);
+    }
+    return true;
+}
+
 /*
- * Sends stored events after the cursor, one batch per socket drain, and
- * turns live when it reaches the head. Being single-threaded, nothing
- * can be appended between the last batch and `live = true`.
+ * Appends replayed frames up to the batch size or the work budget.
+ * Returns the read status; *at_head is set when nothing follows.
+ */
+static enum history_read stream_append_replay_batch(struct stream *s,
+                                                    bool *at_head)
+{
+    struct bridge *b = s->bridge;
+    struct stream_catchup *c = s->catchup;
+    struct message *batch[STREAM_REPLAY_READ];
+    size_t n, examined = 0;
+    enum history_read r = HISTORY_READ_OK;
+
+    *at_head = false;
+    while (evbuffer_get_length(b->scratch) < STREAM_REPLAY_BATCH &&
+           examined < STREAM_REPLAY_WORK) {
+        r = history_read(b->history, c->after, batch, STREAM_REPLAY_READ,
+                         &n, &c->waiter);
+        if (r != HISTORY_READ_OK)
+            return r;
+        if (n == 0) {
+            *at_head = true;
+            return r;
+        }
+        for (size_t i = 0; i < n; i++) {
+            c->after = batch[i]->seq;
+            if (feed_matches(s->feed, batch[i])) {
+                stream_append_frame(s, batch[i]);
+                b->metrics.replayed++;
+            }
+            message_unref(batch[i]);
+        }
+        examined += n;
+    }
+    return r;
+}
+
+/*
+ * One step of catching up (see struct stream_catchup). Being
+ * single-threaded, nothing can be appended to the history between the
+ * read that finds the head and `live = true`.
  */
 static void stream_replay(struct stream *s)
 {
     struct bridge *b = s->bridge;
-    uint64_t next = history_next_seq(b->history);
+    bool at_head = false;
+    enum history_read r = HISTORY_READ_OK;
 
-    if (s->reaping || s->closing)
+    if (s->reaping || s->closing || s->catchup == NULL)
         return;
-    if (s->cursor < history_first_seq(b->history)) {
+    if (stream_append_snapshot_batch(s))
+        r = stream_append_replay_batch(s, &at_head);
+    if (r == HISTORY_READ_GONE) {
         /* Evicted under us: close; the client resumes and gets a reset. */
+        evbuffer_drain(b->scratch, evbuffer_get_length(b->scratch));
         s->reap_reason = DROP_REPLAY;
         bridge_schedule_reap(b, s);
         return;
     }
-    while (s->cursor < next &&
-           evbuffer_get_length(b->scratch) < STREAM_REPLAY_BATCH) {
-        struct message *msg = history_at(b->history, s->cursor++);
-        if (feed_matches(s->feed, msg)) {
-            stream_append_frame(s, msg);
-            b->metrics.replayed++;
-        }
-    }
-    if (s->cursor == next) {
+    if (at_head) {
+        stream_catchup_free(s);
         s->live = true;
         stream_flush(s);
         return;
     }
-    stream_send(s, stream_on_drained);
+    if (evbuffer_get_length(b->scratch) > 0) {
+        stream_send(s, stream_on_drained);
+        return;
+    }
+    /* Nothing to write yet: the work budget ran out (continue in the next
+     * loop turn), or the history is fetching (it wakes us). */
+    if (r == HISTORY_READ_OK)
+        event_active(s->catchup->again, EV_TIMEOUT, 0);
 }
 
-/* Appends "id: <head>\n\n" when the history moved past what the client
- * has, so its position keeps up. Returns whether it did. */
-static bool stream_append_checkpoint(struct stream *s)
+/* Appends "id: <id of pos>\n\n" when pos is past what the client has, so
+ * its position keeps up. Returns whether it did. */
+static bool stream_append_checkpoint(struct stream *s, uint64_t pos)
 {
     struct bridge *b = s->bridge;
-    uint64_t head = history_next_seq(b->history) - 1;
     char id[MESSAGE_ID_MAX];
     size_t len;
 
-    if (head == 0 || head <= s->sent_seq)
+    if (pos == 0 || pos <= s->sent_seq)
         return false;
-    len = history_format_id(b->history, head, id, sizeof(id));
+    len = history_format_id(b->history, pos, id, sizeof(id));
     evbuffer_add(b->scratch, "id: ", 4);
     evbuffer_add(b->scratch, id, len);
     evbuffer_add(b->scratch, "\n\n", 2);
-    s->sent_seq = head;
+    s->sent_seq = pos;
     return true;
 }
 
@@ -384,7 +523,7 @@ void stream_tick(struct stream *s, int64_t now_ms)
         return;
     if (stream_cut_if_behind(s))
         return;
-    if (!stream_append_checkpoint(s))
+    if (!stream_append_checkpoint(s, history_head(s->bridge->history)))
         evbuffer_add(s->bridge->scratch, ":\n\n", 3);
     stream_append_scratch(s);
 }
@@ -395,6 +534,7 @@ static void stream_destroy(struct stream *s)
 {
     struct bridge *b = s->bridge;
 
+    stream_catchup_free(s);
     if (s->feed != NULL)
         feed_detach(s->feed, s);
     if (s->dirty)
@@ -503,7 +643,7 @@ static void stream_append_preamble(struct stream *s,
     /* The reset carries the head id, so that the next reconnect resumes
      * from here instead of resetting again; the checkpoint's blank line
      * then ends the event. */
-    if (!stream_append_checkpoint(s))
+    if (!stream_append_checkpoint(s, history_head(b->history)))
         evbuffer_add(b->scratch, "\n", 1);
     b->metrics.resets++;
 }
@@ -518,20 +658,34 @@ static void stream_set_timeouts(struct stream *s)
     bufferevent_set_timeouts(bev, NULL, &write_timeout);
 }
 
+struct snapshot_collect {
+    struct stream *stream;
+    struct message **items;
+    size_t count;
+};
+
 static void stream_on_snapshot_entry(struct message *msg, void *arg)
 {
-    struct stream *s = arg;
+    struct snapshot_collect *sc = arg;
 
-    if (feed_matches(s->feed, msg))
-        stream_append_frame(s, msg);
+    if (feed_matches(sc->stream->feed, msg))
+        sc->items[sc->count++] = message_ref(msg);
 }
 
-/* The latest event of each matching topic, oldest first, then the head
- * id so that a resume starts after everything the snapshot stood for. */
-static void stream_append_snapshot(struct stream *s)
+/* Takes references to the latest event of each matching topic, oldest
+ * first; they are written as the socket drains (stream_replay), then the
+ * head id of this moment, so a resume starts after all they stood for. */
+static int stream_collect_snapshot(struct stream *s)
 {
-    lastvalue_each(s->bridge->lastvalue, stream_on_snapshot_entry, s);
-    stream_append_checkpoint(s);
+    struct snapshot_collect sc = {s, NULL, 0};
+    size_t max = lastvalue_count(s->bridge->lastvalue);
+
+    if (max > 0 && (sc.items = malloc(max * sizeof(*sc.items))) == NULL)
+        return -1;
+    lastvalue_each(s->bridge->lastvalue, stream_on_snapshot_entry, &sc);
+    s->catchup->snap = sc.items;
+    s->catchup->snap_count = sc.count;
+    return 0;
 }
 
 static int64_t stream_lifetime_deadline(struct stream *s, int64_t now_ms)
@@ -624,15 +778,25 @@ struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
 
     stream_append_preamble(s, start);
     stream_trim_request(s);
-    if (start->kind == STREAM_START_RESUME) {
+    if (start->kind == STREAM_START_RESUME)
         s->sent_seq = start->last_seq;
-        s->cursor = start->last_seq + 1;
-        stream_replay(s);
+    if (start->kind != STREAM_START_RESUME && !start->snapshot) {
+        s->live = true;
+        stream_flush(s);
         return s;
     }
-    if (start->snapshot)
-        stream_append_snapshot(s);
-    s->live = true;
-    stream_flush(s);
+    /* Replay from the client's id, or after the snapshot from the head
+     * of this moment. */
+    if (stream_catchup_new(s, start->kind == STREAM_START_RESUME
+                                  ? start->last_seq
+                                  : history_head(b->history)) < 0 ||
+        (start->kind != STREAM_START_RESUME &&
+         stream_collect_snapshot(s) < 0)) {
+        /* Out of memory: the client comes back later by itself. */
+        s->reap_reason = DROP_REPLAY;
+        bridge_schedule_reap(b, s);
+        return s;
+    }
+    stream_replay(s);
     return s;
 }

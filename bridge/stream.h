@@ -1,17 +1,20 @@
 /*
  * stream.h - one open SSE response to one browser.
  *
- * A stream is either replaying (its cursor walks the history from the
- * client's last id, in batches paced by the socket draining) or live
- * (the feed pushes each new message to it). Switching from replay to
- * live happens in the same loop turn that sends the last stored event,
- * so a resume has no gap and no duplicate. sent_seq is the last id the
+ * A stream is either catching up (sending its snapshot, then replaying
+ * the history after the client's last id, in batches paced by the socket
+ * draining and by a budget of work per loop turn) or live (the feed
+ * pushes each new message to it). Switching from replay to live happens
+ * in the same loop turn that reads the last stored event, so a resume has
+ * no gap and no duplicate. sent_seq is the position of the last id the
  * client has seen; heartbeats advance it with an id-only frame when the
  * history moved on without anything for this stream.
  *
- * Memory per stream is this struct plus libevent's connection: no
- * per-stream timer (the bridge's housekeeping tick handles heartbeats, token
- * expiry and lifetime) and no per-stream buffer besides the socket's.
+ * Memory per live stream is this struct plus libevent's connection: no
+ * per-stream timer (the bridge's housekeeping tick handles heartbeats,
+ * token expiry and lifetime) and no per-stream buffer besides the
+ * socket's. A catching-up stream also holds a struct stream_catchup,
+ * freed when it turns live.
  */
 #ifndef SLUICE_STREAM_H
 #define SLUICE_STREAM_H
@@ -29,6 +32,7 @@ struct evhttp_request;
 struct feed;
 struct frame;
 struct message;
+struct stream_catchup;
 
 struct stream {
     struct bridge *bridge;
@@ -42,8 +46,8 @@ struct stream {
     struct compressor *z;            /* owned; NULL: not compressed */
     int fd;                          /* the socket (owned by libevent) */
 
-    uint64_t cursor;       /* replaying: next seq to consider */
-    uint64_t sent_seq;     /* seq of the last id the client has */
+    struct stream_catchup *catchup; /* owned; NULL once live */
+    uint64_t sent_seq;     /* history position of the client's last id */
     int64_t last_write_ms; /* for heartbeats */
     int64_t expires_ms;    /* token exp; 0: none */
     int64_t close_at_ms;   /* max_lifetime; 0: none */
@@ -77,7 +81,7 @@ enum stream_start_kind {
 
 struct stream_start {
     enum stream_start_kind kind;
-    uint64_t last_seq;       /* RESUME */
+    uint64_t last_seq;       /* RESUME: the history position */
     const char *reset_reason;/* RESET: "unknown-id" or "expired" */
     const char *last_id;     /* RESET: the client's id (printable) */
     bool snapshot;

@@ -1,236 +1,84 @@
 /*
- * history.c - the ordered event log; see history.h for the design.
- *
- * The ring has a power-of-two capacity that grows by doubling up to the
- * smallest power of two >= max_events, so memory follows use. Slot of
- * seq s is (s & mask). Invariant: the entries first_seq .. next_seq-1 are
- * all present, and bytes is the sum of their message_size().
+ * history.c - the history interface: each call goes to the backend's ops
+ * (see history.h). Nothing here knows how or where events are kept.
  */
 #include "lib/history.h"
 
-#include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
+#include <sys/random.h>
 
-#include "lib/message.h"
-
-#define HISTORY_MIN_CAPACITY 64
-
-struct history {
-    struct history_config cfg; /* dir is not owned (unused here) */
-    char epoch[16];            /* base 36 creation time */
-    size_t epoch_len;
-    struct message **ring;
-    uint64_t capacity;         /* power of two */
-    uint64_t first_seq;
-    uint64_t next_seq;
-    uint64_t bytes;
-};
-
-static size_t history_base36(uint64_t v, char *out)
+int history_append(struct history *h, struct message *msg)
 {
-    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
-    char tmp[16];
-    size_t n = 0;
-
-    do {
-        tmp[n++] = digits[v % 36];
-        v /= 36;
-    } while (v > 0);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    out[n] = '\0';
-    return n;
+    return h->ops->append(h->impl, msg);
 }
 
-struct history *history_new(const struct history_config *cfg,
-                            int64_t epoch_ms)
+enum history_lookup history_find(struct history *h, const char *id,
+                                 size_t len, uint64_t *pos)
 {
-    struct history *h = calloc(1, sizeof(*h));
+    return h->ops->find(h->impl, id, len, pos);
+}
 
-    if (h == NULL)
-        return NULL;
-    h->cfg = *cfg;
-    h->cfg.dir = NULL;
-    h->epoch_len = history_base36((uint64_t)epoch_ms, h->epoch);
-    h->capacity = HISTORY_MIN_CAPACITY;
-    h->ring = calloc(h->capacity, sizeof(*h->ring));
-    if (h->ring == NULL) {
-        free(h);
-        return NULL;
-    }
-    h->first_seq = 1;
-    h->next_seq = 1;
-    return h;
+enum history_read history_read(struct history *h, uint64_t after,
+                               struct message **out, size_t max, size_t *n,
+                               struct history_waiter *w)
+{
+    return h->ops->read(h->impl, after, out, max, n, w);
+}
+
+void history_cancel(struct history *h, struct history_waiter *w)
+{
+    h->ops->cancel(h->impl, w);
+}
+
+uint64_t history_head(struct history *h)
+{
+    return h->ops->head(h->impl);
+}
+
+size_t history_format_id(struct history *h, uint64_t pos, char *out,
+                         size_t outlen)
+{
+    return h->ops->format_id(h->impl, pos, out, outlen);
+}
+
+void history_scan_back(struct history *h,
+                       bool (*cb)(void *arg, const struct message *msg),
+                       void *arg)
+{
+    h->ops->scan_back(h->impl, cb, arg);
+}
+
+void history_expire(struct history *h, int64_t now_ms)
+{
+    h->ops->expire(h->impl, now_ms);
+}
+
+size_t history_count(struct history *h)
+{
+    return h->ops->count(h->impl);
+}
+
+uint64_t history_bytes(struct history *h)
+{
+    return h->ops->bytes(h->impl);
 }
 
 void history_free(struct history *h)
 {
     if (h == NULL)
         return;
-    for (uint64_t s = h->first_seq; s < h->next_seq; s++)
-        message_unref(h->ring[s & (h->capacity - 1)]);
-    free(h->ring);
+    h->ops->free(h->impl);
     free(h);
 }
 
-/* Doubles the ring, keeping every entry at its seq's new slot. */
-static int history_grow(struct history *h)
+int64_t history_new_epoch(int64_t now_ms)
 {
-    uint64_t cap = h->capacity * 2;
-    struct message **ring = calloc(cap, sizeof(*ring));
+    uint32_t r = 0;
 
-    if (ring == NULL)
-        return -1;
-    for (uint64_t s = h->first_seq; s < h->next_seq; s++)
-        ring[s & (cap - 1)] = h->ring[s & (h->capacity - 1)];
-    free(h->ring);
-    h->ring = ring;
-    h->capacity = cap;
-    return 0;
-}
-
-static void history_evict_oldest(struct history *h)
-{
-    struct message **slot = &h->ring[h->first_seq & (h->capacity - 1)];
-
-    h->bytes -= message_size(*slot);
-    message_unref(*slot);
-    *slot = NULL;
-    h->first_seq++;
-}
-
-/* True when one more entry fits without evicting. */
-static bool history_has_room(const struct history *h)
-{
-    return h->next_seq - h->first_seq < h->capacity;
-}
-
-int history_append(struct history *h, struct message *msg)
-{
-    if (h->next_seq - h->first_seq >= h->cfg.max_events)
-        history_evict_oldest(h);
-    if (!history_has_room(h) && history_grow(h) < 0) {
-        if (h->first_seq == h->next_seq) {
-            message_unref(msg);
-            return -1;
-        }
-        history_evict_oldest(h); /* could not grow: make room instead */
-    }
-    msg->seq = h->next_seq++;
-    msg->id_len = history_format_id(h, msg->seq, msg->id, sizeof(msg->id));
-    h->ring[msg->seq & (h->capacity - 1)] = msg;
-    h->bytes += message_size(msg);
-    while (h->bytes > h->cfg.max_bytes && h->first_seq < msg->seq)
-        history_evict_oldest(h);
-    return 0;
-}
-
-int history_restore(struct history *h, struct message *msg)
-{
-    if (msg->seq < h->next_seq) {
-        message_unref(msg);
-        return -1;
-    }
-    if (msg->seq > h->next_seq) {
-        while (h->first_seq < h->next_seq)
-            history_evict_oldest(h);
-        h->first_seq = h->next_seq = msg->seq;
-    }
-    return history_append(h, msg); /* gives it seq == next_seq */
-}
-
-void history_set_epoch(struct history *h, int64_t epoch_ms)
-{
-    h->epoch_len = history_base36((uint64_t)epoch_ms, h->epoch);
-    for (uint64_t s = h->first_seq; s < h->next_seq; s++) {
-        struct message *m = h->ring[s & (h->capacity - 1)];
-        m->id_len = history_format_id(h, s, m->id, sizeof(m->id));
-    }
-}
-
-void history_expire(struct history *h, int64_t now_ms)
-{
-    int64_t cutoff = now_ms - h->cfg.max_age_ms;
-
-    if (h->cfg.max_age_ms <= 0)
-        return;
-    /* Runs from a timer, never during a dispatch: it may empty the ring. */
-    while (h->first_seq < h->next_seq &&
-           h->ring[h->first_seq & (h->capacity - 1)]->time_ms < cutoff)
-        history_evict_oldest(h);
-}
-
-uint64_t history_first_seq(const struct history *h)
-{
-    return h->first_seq;
-}
-
-uint64_t history_next_seq(const struct history *h)
-{
-    return h->next_seq;
-}
-
-struct message *history_at(const struct history *h, uint64_t seq)
-{
-    if (seq < h->first_seq || seq >= h->next_seq)
-        return NULL;
-    return h->ring[seq & (h->capacity - 1)];
-}
-
-size_t history_count(const struct history *h)
-{
-    return (size_t)(h->next_seq - h->first_seq);
-}
-
-uint64_t history_bytes(const struct history *h)
-{
-    return h->bytes;
-}
-
-size_t history_format_id(const struct history *h, uint64_t seq, char *out,
-                         size_t outlen)
-{
-    int n = snprintf(out, outlen, "%s-%llu", h->epoch,
-                     (unsigned long long)seq);
-
-    return n < 0 ? 0 : (size_t)n;
-}
-
-/* Parses "<epoch>-<seq>" for this history's epoch; false if malformed or
- * from another epoch. */
-static bool history_parse_id(const struct history *h, const char *id,
-                             size_t len, uint64_t *seq)
-{
-    uint64_t v = 0;
-    size_t i;
-
-    if (len <= h->epoch_len + 1 || len > h->epoch_len + 21)
-        return false;
-    if (memcmp(id, h->epoch, h->epoch_len) != 0 || id[h->epoch_len] != '-')
-        return false;
-    for (i = h->epoch_len + 1; i < len; i++) {
-        if (id[i] < '0' || id[i] > '9')
-            return false;
-        if (v > (UINT64_MAX - 9) / 10)
-            return false;
-        v = v * 10 + (uint64_t)(id[i] - '0');
-    }
-    *seq = v;
-    return true;
-}
-
-enum history_lookup history_find(const struct history *h, const char *id,
-                                 size_t len, uint64_t *seq)
-{
-    uint64_t s;
-
-    if (!history_parse_id(h, id, len, &s) || s == 0 || s >= h->next_seq)
-        return HISTORY_UNKNOWN;
-    /* Everything after s is stored iff s + 1 >= first_seq. */
-    if (s + 1 < h->first_seq)
-        return HISTORY_EXPIRED;
-    *seq = s;
-    return HISTORY_FOUND;
+    /* getrandom without flags blocks only before the kernel's pool is
+     * initialised at boot; a short read leaves fewer random bits, which
+     * still beats none. */
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) < 0)
+        r = (uint32_t)now_ms * 2654435761u;
+    return (int64_t)(((uint64_t)now_ms << 20) | (r & 0xFFFFF));
 }

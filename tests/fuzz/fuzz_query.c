@@ -1,7 +1,7 @@
 /*
  * fuzz_query.c - libFuzzer driver for the hand-written request parsers:
  * the query string (lib/query.c, over lib/percent.c), the history's
- * id parser (history_find) and the Accept-Encoding reader
+ * id parser (ring_find) and the Accept-Encoding reader
  * (compress_negotiate). The input is split at its first NUL byte: query
  * string before, Last-Event-ID after.
  */
@@ -10,14 +10,14 @@
 #include <string.h>
 
 #include "lib/compress.h"
-#include "lib/history.h"
+#include "lib/ring.h"
 #include "lib/message.h"
 #include "lib/query.h"
 
 static void fuzz_ids(const char *id, size_t len)
 {
     struct history_config cfg = {.max_events = 8, .max_bytes = 1 << 20};
-    struct history *h = history_new(&cfg, 1764000000000LL);
+    struct ring *h = ring_new(&cfg, 1764000000000LL);
     uint64_t seq;
 
     if (h == NULL)
@@ -26,12 +26,12 @@ static void fuzz_ids(const char *id, size_t len)
         struct message *m =
             message_new(0, SOURCE_REDIS, "t", 1, "p", 1, 1764000000000LL);
         if (m != NULL)
-            history_append(h, m);
+            ring_append(h, m);
     }
-    if (history_find(h, id, len, &seq) == HISTORY_FOUND &&
-        (seq + 1 < history_first_seq(h) || seq >= history_next_seq(h)))
+    if (ring_find(h, id, len, &seq) == HISTORY_FOUND &&
+        (seq + 1 < ring_first_seq(h) || seq >= ring_next_seq(h)))
         abort(); /* a found id must be resumable */
-    history_free(h);
+    ring_free(h);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
