@@ -73,19 +73,10 @@ int64_t source_backoff_ms(unsigned attempt)
     return (int64_t)half + arc4random_uniform(step - half + 1);
 }
 
-static void subscriptions_strv_free(struct config_strv *v)
-{
-    for (size_t i = 0; i < v->count; i++)
-        free(v->items[i]);
-    free(v->items);
-    free(v->pos);
-    memset(v, 0, sizeof(*v));
-}
-
 /* Frees both lists' strings and arrays (pos may be NULL) and zeroes subs;
  * subs itself is not freed. Safe on an already-freed (zeroed) set. */
 void subscriptions_free(struct subscriptions *subs)
 {
-    subscriptions_strv_free(&subs->exact);
-    subscriptions_strv_free(&subs->patterns);
+    config_strv_clear(&subs->exact);
+    config_strv_clear(&subs->patterns);
 }

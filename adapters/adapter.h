@@ -72,6 +72,14 @@ enum source_state {
 
 struct adapter_ops {
     const char *type; /* "redis", "redis-stream", "mqtt" */
+    /* What --check calls exact and pattern subscriptions upstream. */
+    const char *exact_verb;   /* "SUBSCRIBE", "XREAD" */
+    const char *pattern_verb; /* "SUBSCRIBE" (MQTT), "PSUBSCRIBE" */
+    /* The subscriptions the source's config lists itself (subscribe,
+     * channels/patterns, streams): 1 when copied into *out, 0 when it
+     * lists none (they are derived from the routes), -1 on ENOMEM. */
+    int (*configured)(const struct source_config *cfg,
+                      struct subscriptions *out);
     /* Starts connecting (asynchronously). 0, or -1 with why filled (e.g.
      * a URL that cannot be parsed). */
     int (*start)(struct source *src, char *why, size_t whylen);

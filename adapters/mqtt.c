@@ -880,8 +880,20 @@ static int mqtt_resubscribe(struct source *src, struct subscriptions *subs)
     return rc;
 }
 
+/* adapter_ops.configured: the `subscribe` filters. */
+static int mqtt_configured(const struct source_config *cfg,
+                           struct subscriptions *out)
+{
+    if (cfg->subscribe.count == 0)
+        return 0;
+    return config_strv_copy_unique(&out->patterns, &cfg->subscribe) ? -1 : 1;
+}
+
 const struct adapter_ops mqtt_adapter_ops = {
     .type = "mqtt",
+    .exact_verb = "SUBSCRIBE",
+    .pattern_verb = "SUBSCRIBE",
+    .configured = mqtt_configured,
     .start = mqtt_start,
     .stop = mqtt_stop,
     .resubscribe = mqtt_resubscribe,

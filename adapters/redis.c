@@ -541,8 +541,24 @@ static int redis_resubscribe(struct source *src, struct subscriptions *subs)
     return rc;
 }
 
+/* adapter_ops.configured: `channels` and `patterns`; either key, even
+ * empty, turns derivation off. */
+static int redis_configured(const struct source_config *cfg,
+                            struct subscriptions *out)
+{
+    if (!cfg->have_channels && !cfg->have_patterns)
+        return 0;
+    if (config_strv_copy_unique(&out->exact, &cfg->channels) != 0 ||
+        config_strv_copy_unique(&out->patterns, &cfg->patterns) != 0)
+        return -1;
+    return 1;
+}
+
 const struct adapter_ops redis_adapter_ops = {
     .type = "redis",
+    .exact_verb = "SUBSCRIBE",
+    .pattern_verb = "PSUBSCRIBE",
+    .configured = redis_configured,
     .start = redis_start,
     .stop = redis_stop,
     .resubscribe = redis_resubscribe,

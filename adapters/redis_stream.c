@@ -754,8 +754,20 @@ static int redis_stream_resubscribe(struct source *src,
     return 0;
 }
 
+/* adapter_ops.configured: the `streams` keys. */
+static int redis_stream_configured(const struct source_config *cfg,
+                                   struct subscriptions *out)
+{
+    if (cfg->streams.count == 0)
+        return 0;
+    return config_strv_copy_unique(&out->exact, &cfg->streams) ? -1 : 1;
+}
+
 const struct adapter_ops redis_stream_adapter_ops = {
     .type = "redis-stream",
+    .exact_verb = "XREAD",
+    .pattern_verb = "XREAD",
+    .configured = redis_stream_configured,
     .start = redis_stream_start,
     .stop = redis_stream_stop,
     .resubscribe = redis_stream_resubscribe,

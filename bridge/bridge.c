@@ -26,9 +26,11 @@
 #include "lib/message.h"
 #include "bridge/reload.h"
 #include "lib/route.h"
+#include "bridge/upstream.h"
 #include "bridge/server.h"
 #include "bridge/stream.h"
 #include "lib/topic.h"
+#include "lib/topic_index.h"
 
 /* Housekeeping period: the precision of heartbeats, token expiry and
  * max_lifetime. One walk of the stream list, ~1 ms for 20,000 streams. */
@@ -297,7 +299,7 @@ static int bridge_init_sources(struct bridge *b, char *err, size_t errlen)
         src->sink.ctx = b;
         src->state = SOURCE_DOWN;
         snprintf(src->status, sizeof(src->status), "not connected yet");
-        if (route_table_subscriptions(b->routes, i, &src->subs) < 0) {
+        if (upstream_subscriptions(b->cfg, b->routes, i, &src->subs) < 0) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }

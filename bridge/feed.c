@@ -15,6 +15,7 @@
 #include "bridge/bridge.h"
 #include "lib/message.h"
 #include "lib/route.h"
+#include "lib/topic_index.h"
 #include "bridge/stream.h"
 
 /* Streams share a feed when they have the same route, the same frame

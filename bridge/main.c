@@ -13,6 +13,7 @@
 #include "bridge/bridge.h"
 #include "lib/log.h"
 #include "lib/route.h"
+#include "bridge/upstream.h"
 #include "config/config.h"
 
 static void main_usage(FILE *out)
@@ -77,17 +78,12 @@ static int main_print_check(const struct config *cfg,
     for (size_t i = 0; i < cfg->nsources; i++) {
         const struct source_config *sc = &cfg->sources[i];
         struct subscriptions subs = {0};
-        if (route_table_subscriptions(routes, i, &subs) < 0)
+        const struct adapter_ops *ops = adapter_for_type(sc->type);
+        if (upstream_subscriptions(cfg, routes, i, &subs) < 0)
             return 1;
         printf("  %s (%s)\n", sc->name, config_source_type_name(sc->type));
-        if (sc->type == SOURCE_MQTT) {
-            main_print_strv("SUBSCRIBE", &subs.patterns);
-        } else if (sc->type == SOURCE_REDIS) {
-            main_print_strv("SUBSCRIBE", &subs.exact);
-            main_print_strv("PSUBSCRIBE", &subs.patterns);
-        } else {
-            main_print_strv("XREAD", &subs.exact);
-        }
+        main_print_strv(ops->exact_verb, &subs.exact);
+        main_print_strv(ops->pattern_verb, &subs.patterns);
         subscriptions_free(&subs);
     }
     return 0;

@@ -22,6 +22,7 @@
 #include "bridge/bridge.h"
 #include "lib/log.h"
 #include "lib/route.h"
+#include "bridge/upstream.h"
 #include "bridge/server.h"
 #include "bridge/stream.h"
 
@@ -164,7 +165,7 @@ static void reload_resubscribe(struct bridge *b)
         struct subscriptions subs = {0};
 
         src->cfg = &b->cfg->sources[i];
-        if (route_table_subscriptions(b->routes, i, &subs) < 0) {
+        if (upstream_subscriptions(b->cfg, b->routes, i, &subs) < 0) {
             log_error("reload: source %s: out of memory", src->cfg->name);
             continue;
         }

@@ -953,13 +953,7 @@ void config_free(struct config *cfg)
 
 const char *config_source_type_name(enum source_type type)
 {
-    switch (type) {
-    case SOURCE_MQTT:
-        return "mqtt";
-    case SOURCE_REDIS:
-        return "redis";
-    case SOURCE_REDIS_STREAM:
-        return "redis-stream";
-    }
-    return "unknown";
+    if ((size_t)type >= ARRAY_LEN(source_type_names))
+        return "unknown";
+    return source_type_names[type];
 }

@@ -212,4 +212,15 @@ void config_free(struct config *cfg);
 
 const char *config_source_type_name(enum source_type type);
 
+/* Frees the items of v (and pos) and empties it; v itself stays. */
+void config_strv_clear(struct config_strv *v);
+
+/* Appends s to v unless an equal string is there; takes s (freed when not
+ * kept; NULL is taken as ENOMEM). pos is left alone. 0 or -1. */
+int config_strv_add_unique(struct config_strv *v, char *s);
+
+/* Appends a copy of each item of src not yet in dst. 0 or -1. */
+int config_strv_copy_unique(struct config_strv *dst,
+                            const struct config_strv *src);
+
 #endif

@@ -332,6 +332,38 @@ void config_strv_clear(struct config_strv *v)
     memset(v, 0, sizeof(*v));
 }
 
+int config_strv_add_unique(struct config_strv *v, char *s)
+{
+    char **items;
+
+    if (s == NULL)
+        return -1;
+    for (size_t i = 0; i < v->count; i++) {
+        if (strcmp(v->items[i], s) == 0) {
+            free(s);
+            return 0;
+        }
+    }
+    items = realloc(v->items, (v->count + 1) * sizeof(*items));
+    if (items == NULL) {
+        free(s);
+        return -1;
+    }
+    v->items = items;
+    v->items[v->count++] = s;
+    return 0;
+}
+
+int config_strv_copy_unique(struct config_strv *dst,
+                            const struct config_strv *src)
+{
+    for (size_t i = 0; i < src->count; i++) {
+        if (config_strv_add_unique(dst, strdup(src->items[i])) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Reads a list of non-empty strings, keeping each item's position. */
 static int read_strv(struct config_reader *rd, const char *key,
                      yaml_node_t *node, struct config_strv *out)

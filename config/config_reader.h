@@ -98,9 +98,6 @@ const char *config_echo_safe(const char *s, char *buf, size_t len);
 char *config_read_text(struct config_reader *rd, const char *key,
                        const yaml_node_t *node, const char *expected);
 
-/* Frees the items of v and empties it. */
-void config_strv_clear(struct config_strv *v);
-
 /* The kinds of value a key can hold, and the C type it is stored as. */
 enum config_field_kind {
     CONFIG_FIELD_STRING,   /* char *; an empty string stores NULL */

@@ -13,8 +13,8 @@
  * {name*}, compared segment by segment); route_resolve() substitutes the
  * decoded values into the topic templates after topic_param_safe() says a
  * value cannot change a pattern's meaning. At start-up (and on SIGHUP)
- * route_table_subscriptions() derives each source's upstream
- * subscriptions from the templates.
+ * route_topic_upstream() gives each template's upstream form, from which
+ * bridge/upstream.c derives each source's subscriptions.
  *
  * Invariant: a built table is immutable and borrows its strings from the
  * config (which must outlive it); only segments and captured values are
@@ -405,8 +405,9 @@ static int check_topic_params(struct build *b, const struct route *r,
             rc = -1;
         }
     }
-    if (any && type == SOURCE_REDIS_STREAM) {
-        build_error(b, pos, "a redis-stream topic may not use parameters");
+    if (any && topic_syntax_of(type)->param_wildcard == NULL) {
+        build_error(b, pos, "a %s topic may not use parameters",
+                    config_source_type_name(type));
         rc = -1;
     }
     return rc;
@@ -878,164 +879,96 @@ fail:
 }
 
 /* ------------------------------------------------------------------ */
-/* Upstream subscriptions                                              */
+/* Upstream form of a topic template                                   */
 /* ------------------------------------------------------------------ */
 
-/* Appends s to v unless already there; takes s (freed when not kept). */
-static int strv_add_unique(struct config_strv *v, char *s)
+size_t route_topic_count(const struct route *r)
 {
-    if (s == NULL)
-        return -1;
-    for (size_t i = 0; i < v->count; i++) {
-        if (strcmp(v->items[i], s) == 0) {
-            free(s);
-            return 0;
-        }
-    }
-    char **items = realloc(v->items, (v->count + 1) * sizeof(*items));
-    if (items == NULL) {
-        free(s);
-        return -1;
-    }
-    v->items = items;
-    v->items[v->count++] = s;
-    return 0;
+    return r->ntopics;
 }
 
-static int strv_copy_unique(struct config_strv *dst,
-                            const struct config_strv *src)
+uint32_t route_topic_source(const struct route *r, size_t j)
 {
-    for (size_t i = 0; i < src->count; i++) {
-        if (strv_add_unique(dst, strdup(src->items[i])) != 0)
-            return -1;
-    }
-    return 0;
+    return r->topics[j].source;
 }
 
-static void strv_clear(struct config_strv *v)
+/* Writes one level (or, without a level separator, the whole pattern) of
+ * a template in its upstream form. Returns false once a rest wildcard
+ * ended the pattern. */
+static bool route_upstream_level(const struct route *r,
+                                 const struct topic_syntax *syn,
+                                 const char *level, size_t len, FILE *out)
 {
-    for (size_t i = 0; i < v->count; i++)
-        free(v->items[i]);
-    free(v->items);
-    free(v->pos);
-    memset(v, 0, sizeof(*v));
+    bool param = false, star = false;
+    const char *end = level + len;
+
+    for (const char *c = memchr(level, '{', len); c != NULL;
+         c = memchr(c + 1, '{', (size_t)(end - c - 1))) {
+        const char *close = memchr(c, '}', (size_t)(end - c));
+        int k = close == NULL ? -1
+                              : route_param_find(r, c + 1,
+                                                 (size_t)(close - c - 1));
+        param = true;
+        star = star || (k >= 0 && r->param_star[k]);
+    }
+    if (star && syn->level_sep != '\0') {
+        fputs(syn->rest_wildcard, out);
+        return false;
+    }
+    if (param && syn->level_sep != '\0') {
+        fputs(syn->param_wildcard, out);
+        return true;
+    }
+    /* No levels: each {name} becomes the wildcard in place. */
+    struct piece pc;
+    char *text = strndup(level, len);
+    const char *cursor = text;
+    if (text == NULL)
+        return false;
+    while (piece_next(&cursor, &pc)) {
+        if (pc.param)
+            fputs(syn->param_wildcard, out);
+        else
+            fwrite(pc.text, 1, pc.len, out);
+    }
+    free(text);
+    return true;
 }
 
 /*
- * The MQTT filter to subscribe for a topic template: a level holding a
- * {x} (alone or with text) becomes "+"; a level holding a {x*} becomes "#"
- * and ends the filter (the value may span levels). malloc'd or NULL.
+ * A level holding a parameter becomes the bus's level wildcard ("+"), a
+ * last {x*} its rest wildcard ("#"); without levels (Redis) each {name}
+ * becomes the wildcard ("*") in place. Validation guarantees that a bus
+ * without param_wildcard has no parameters in its templates.
  */
-static char *derive_mqtt(const struct route *r, const char *pattern)
+char *route_topic_upstream(const struct route *r, size_t j)
 {
+    const struct route_topic *t = &r->topics[j];
+    const struct topic_syntax *syn = topic_syntax_of(t->type);
     char *buf = NULL;
     size_t size = 0;
     FILE *out = open_memstream(&buf, &size);
+    const char *level = t->pattern;
+
     if (out == NULL)
         return NULL;
-    const char *level = pattern;
-    for (;;) {
-        size_t len = strcspn(level, "/");
-        bool param = false, star = false;
-        for (const char *c = memchr(level, '{', len); c != NULL;
-             c = memchr(c + 1, '{', len - (size_t)(c + 1 - level))) {
-            const char *close = strchr(c, '}');
-            int k = route_param_find(r, c + 1, (size_t)(close - c - 1));
-            param = true;
-            star = star || (k >= 0 && r->param_star[k]);
+    if (syn->param_wildcard == NULL) {
+        fputs(t->pattern, out);
+    } else {
+        for (;;) {
+            size_t len = syn->level_sep != '\0'
+                             ? strcspn(level, (char[]){syn->level_sep, 0})
+                             : strlen(level);
+            if (!route_upstream_level(r, syn, level, len, out) ||
+                level[len] == '\0')
+                break;
+            fputc(syn->level_sep, out);
+            level += len + 1;
         }
-        if (level != pattern)
-            fputc('/', out);
-        if (star) {
-            fputc('#', out);
-            break;
-        }
-        if (param)
-            fputc('+', out);
-        else
-            fwrite(level, 1, len, out);
-        if (level[len] == '\0')
-            break;
-        level += len + 1;
     }
     if (fclose(out) != 0) {
         free(buf);
         return NULL;
     }
     return buf;
-}
-
-/* Adds the subscription derived from one topic template of r. */
-static int derive_one(const struct route *r, const struct route_topic *t,
-                      struct subscriptions *out)
-{
-    switch (t->type) {
-    case SOURCE_MQTT:
-        return strv_add_unique(&out->patterns, derive_mqtt(r, t->pattern));
-    case SOURCE_REDIS: {
-        char *p = pattern_substitute(t->pattern, "*");
-        if (p != NULL && topic_is_literal(SOURCE_REDIS, p))
-            return strv_add_unique(&out->exact, p);
-        return strv_add_unique(&out->patterns, p);
-    }
-    case SOURCE_REDIS_STREAM:
-        return strv_add_unique(&out->exact, strdup(t->pattern));
-    }
-    return -1;
-}
-
-/* The configured subscriptions of src, when it has any: 1 when copied,
- * 0 when they must be derived, -1 on ENOMEM. */
-static int configured_subscriptions(const struct source_config *src,
-                                    struct subscriptions *out)
-{
-    switch (src->type) {
-    case SOURCE_MQTT:
-        if (src->subscribe.count == 0)
-            return 0;
-        return strv_copy_unique(&out->patterns, &src->subscribe) ? -1 : 1;
-    case SOURCE_REDIS:
-        if (!src->have_channels && !src->have_patterns)
-            return 0;
-        if (strv_copy_unique(&out->exact, &src->channels) != 0 ||
-            strv_copy_unique(&out->patterns, &src->patterns) != 0)
-            return -1;
-        return 1;
-    case SOURCE_REDIS_STREAM:
-        if (src->streams.count == 0)
-            return 0;
-        return strv_copy_unique(&out->exact, &src->streams) ? -1 : 1;
-    }
-    return 0;
-}
-
-/*
- * Derivation skips disabled routes (they answer 204 and never stream).
- * Output positions are NULL.
- */
-int route_table_subscriptions(const struct route_table *t,
-                              size_t source_index, struct subscriptions *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (source_index >= t->cfg->nsources)
-        return -1;
-    int rc = configured_subscriptions(&t->cfg->sources[source_index], out);
-    if (rc != 0)
-        goto done;
-    for (size_t i = 0; i < t->count && rc == 0; i++) {
-        const struct route *r = &t->routes[i];
-        if (!r->cfg->enabled)
-            continue;
-        for (size_t j = 0; j < r->ntopics && rc == 0; j++) {
-            if (r->topics[j].source == source_index)
-                rc = derive_one(r, &r->topics[j], out);
-        }
-    }
-done:
-    if (rc < 0) {
-        strv_clear(&out->exact);
-        strv_clear(&out->patterns);
-        return -1;
-    }
-    return 0;
 }

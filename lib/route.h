@@ -9,10 +9,10 @@
  * At request time route_table_match() finds the route for a raw path and
  * captures percent-decoded parameters; route_resolve() substitutes them
  * into the topic templates, refusing values that would change a
- * pattern's meaning (the 400 of SPEC 3.1). At start-up
- * route_table_subscriptions() derives each source's upstream
- * subscriptions: a parameter becomes "+" ("#" for {x*} at the end) for
- * MQTT and "*" for Redis.
+ * pattern's meaning (the 400 of SPEC 3.1). route_topic_upstream() gives a
+ * template's upstream form (a parameter becomes "+", "#" for a last {x*},
+ * for MQTT and "*" for Redis), from which bridge/upstream.c derives each
+ * source's subscriptions.
  */
 #ifndef SLUICE_ROUTE_H
 #define SLUICE_ROUTE_H
@@ -20,7 +20,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "adapters/adapter.h"
 #include "lib/topic.h"
 #include "config/config.h"
 
@@ -83,14 +82,16 @@ int route_resolve(const struct route_table *t, const struct route *r,
                   const struct route_params *params, struct topic_filter *out,
                   char *err, size_t errlen);
 
+size_t route_topic_count(const struct route *r);
+
+/* The source index of topic template j of r. */
+uint32_t route_topic_source(const struct route *r, size_t j);
+
 /*
- * The upstream subscriptions of source `source_index`: the configured
- * ones (subscribe / channels / patterns / streams) where given, else
- * derived from the routes, deduplicated. Redis: literal templates go to
- * exact (SUBSCRIBE), the rest to patterns. Returns 0 or -1 on ENOMEM;
- * free with subscriptions_free.
+ * The upstream subscription that covers topic template j of r in every
+ * request: each parameter replaced by its bus's wildcard (topic_syntax).
+ * Returns a malloc'd string (caller frees), NULL on ENOMEM.
  */
-int route_table_subscriptions(const struct route_table *t,
-                              size_t source_index, struct subscriptions *out);
+char *route_topic_upstream(const struct route *r, size_t j);
 
 #endif

@@ -28,6 +28,42 @@ bool topic_mqtt_match(const char *filter, const char *topic, size_t len);
 bool topic_glob_match(const char *pattern, size_t plen, const char *s,
                       size_t slen);
 
+/* Where the index keeps a pattern that is not literal. */
+enum topic_index_kind {
+    TOPIC_INDEX_LITERAL, /* every pattern is an exact name */
+    TOPIC_INDEX_LEVELS,  /* a trie by level (MQTT filters) */
+    TOPIC_INDEX_SCAN,    /* a list scanned per message (Redis globs) */
+};
+
+/* How a derived upstream subscription is made. */
+enum topic_upstream {
+    TOPIC_UPSTREAM_PATTERN,    /* always as a pattern (MQTT filters) */
+    TOPIC_UPSTREAM_EXACT,      /* always exact (stream keys) */
+    TOPIC_UPSTREAM_BY_LITERAL, /* exact when literal, else a pattern */
+};
+
+/*
+ * One bus's pattern syntax (SPEC 3.1). Adding a bus adds one entry to the
+ * table in topic.c; routing, the index and the bridge only go through it.
+ */
+struct topic_syntax {
+    enum source_type type;
+    bool (*match)(const char *pattern, const char *topic, size_t len);
+    /* 0, or -1 with err filled; NULL: any non-empty pattern is valid. */
+    int (*validate)(const char *pattern, char *err, size_t errlen);
+    const char *wildcards;      /* bytes that make a pattern non-literal */
+    const char *unsafe;         /* bytes a path parameter may not carry */
+    char level_sep;             /* '/': parameters stand for whole levels */
+    const char *param_wildcard; /* upstream form of {name}; NULL: no
+                                   parameters allowed in patterns */
+    const char *rest_wildcard;  /* upstream form of a last {name*} */
+    enum topic_index_kind index;
+    enum topic_upstream upstream;
+};
+
+/* The syntax of a bus type (never NULL). */
+const struct topic_syntax *topic_syntax_of(enum source_type type);
+
 /* Dispatches on type: mqtt filter, redis glob, redis-stream exact. */
 bool topic_match(enum source_type type, const char *pattern,
                  const char *topic, size_t len);
@@ -75,29 +111,5 @@ char *topic_filter_key(const struct topic_filter *f);
 
 /* Frees the filter's contents (not f itself) and zeroes it. */
 void topic_filter_clear(struct topic_filter *f);
-
-/* The index: (source, pattern) -> owners. */
-struct topic_index;
-
-struct topic_index *topic_index_new(void);
-void topic_index_free(struct topic_index *idx);
-
-/* Registers owner for pattern (copied). The same (pattern, owner) pair
- * may be added several times; each add needs one remove. 0 or -1. */
-int topic_index_add(struct topic_index *idx, uint32_t source,
-                    enum source_type type, const char *pattern, void *owner);
-void topic_index_remove(struct topic_index *idx, uint32_t source,
-                        enum source_type type, const char *pattern,
-                        void *owner);
-
-typedef void (*topic_index_cb)(void *owner, void *arg);
-
-/* Calls cb for every registered (pattern, owner) whose pattern matches
- * topic. An owner registered with several matching patterns is called
- * once per pattern: callers dedupe. cb must not add to or remove from
- * the index. */
-void topic_index_match(const struct topic_index *idx, uint32_t source,
-                       enum source_type type, const char *topic, size_t len,
-                       topic_index_cb cb, void *arg);
 
 #endif

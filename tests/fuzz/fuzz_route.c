@@ -23,6 +23,7 @@
 
 #include "lib/route.h"
 #include "lib/topic.h"
+#include "lib/topic_index.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -137,12 +138,10 @@ static void fuzz_routes(char *path, const char *raw_path, char *topic)
     if (t == NULL)
         return;
     fuzz_resolve(t, raw_path);
-    for (size_t i = 0; i < 3; i++) {
-        struct subscriptions subs;
-        if (route_table_subscriptions(t, i, &subs) != 0)
-            continue;
-        free_strv(&subs.exact);
-        free_strv(&subs.patterns);
+    for (size_t i = 0; i < route_table_count(t); i++) {
+        const struct route *r = route_table_get(t, i);
+        for (size_t j = 0; j < route_topic_count(r); j++)
+            free(route_topic_upstream(r, j));
     }
     route_table_free(t);
 }

@@ -4,8 +4,9 @@
  * (specificity, percent-decoding, star parameters, limits), resolving
  * parameters into patterns, and deriving upstream subscriptions.
  *
- * Configs are built by hand in C (no YAML). Subscriptions are freed here
- * by hand: this binary links sluice_core only, not adapters/adapter.c.
+ * Configs are built by hand in C (no YAML). Upstream subscriptions are
+ * derived by bridge/upstream.c from route_topic_upstream(), so this binary
+ * also links that file and the adapters' table.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapters/adapter.h"
+#include "bridge/upstream.h"
 #include "lib/route.h"
 
 #define FX_MAX_ROUTES 12
@@ -558,20 +561,9 @@ static void test_resolve_reason_is_short(void **state)
 /* Subscriptions                                                       */
 /* ------------------------------------------------------------------ */
 
-static void strv_free(struct config_strv *v)
-{
-    for (size_t i = 0; i < v->count; i++)
-        free(v->items[i]);
-    free(v->items);
-    free(v->pos);
-}
-
-/* Frees by hand: subscriptions_free lives in adapters/adapter.c. */
 static void subs_free(struct subscriptions *s)
 {
-    strv_free(&s->exact);
-    strv_free(&s->patterns);
-    memset(s, 0, sizeof(*s));
+    subscriptions_free(s);
 }
 
 static void assert_strv(const struct config_strv *v, const char *const *want,
@@ -606,27 +598,27 @@ static void test_subscriptions_derived(void **state)
     assert_non_null(fx->table);
 
     struct subscriptions s;
-    assert_int_equal(route_table_subscriptions(fx->table, 0, &s), 0);
+    assert_int_equal(upstream_subscriptions(&fx->cfg, fx->table, 0, &s), 0);
     const char *mqtt[] = {"factory/+/+/temperature", "+/state", "#", "pre/#",
                           "a/#", "fixed/a"};
     assert_strv(&s.patterns, mqtt, 6);
     assert_int_equal(s.exact.count, 0);
     subs_free(&s);
 
-    assert_int_equal(route_table_subscriptions(fx->table, 1, &s), 0);
+    assert_int_equal(upstream_subscriptions(&fx->cfg, fx->table, 1, &s), 0);
     const char *rexact[] = {"orders"};
     const char *rpat[] = {"temp:*", "alerts:*", "x\\*"};
     assert_strv(&s.exact, rexact, 1);
     assert_strv(&s.patterns, rpat, 3);
     subs_free(&s);
 
-    assert_int_equal(route_table_subscriptions(fx->table, 2, &s), 0);
+    assert_int_equal(upstream_subscriptions(&fx->cfg, fx->table, 2, &s), 0);
     const char *streams[] = {"audit", "log"};
     assert_strv(&s.exact, streams, 2);
     assert_int_equal(s.patterns.count, 0);
     subs_free(&s);
 
-    assert_int_equal(route_table_subscriptions(fx->table, 3, &s), -1);
+    assert_int_equal(upstream_subscriptions(&fx->cfg, fx->table, 3, &s), -1);
     fx_free(fx);
 }
 
@@ -647,12 +639,12 @@ static void test_subscriptions_configured(void **state)
     assert_non_null(fx->table);
 
     struct subscriptions s;
-    assert_int_equal(route_table_subscriptions(fx->table, 0, &s), 0);
+    assert_int_equal(upstream_subscriptions(&fx->cfg, fx->table, 0, &s), 0);
     const char *mqtt[] = {"factory/#", "other/+"};
     assert_strv(&s.patterns, mqtt, 2);
     subs_free(&s);
 
-    assert_int_equal(route_table_subscriptions(fx->table, 1, &s), 0);
+    assert_int_equal(upstream_subscriptions(&fx->cfg, fx->table, 1, &s), 0);
     assert_int_equal(s.exact.count, 0);
     assert_int_equal(s.patterns.count, 0);
     subs_free(&s);
@@ -662,12 +654,12 @@ static void test_subscriptions_configured(void **state)
     fx->sources[1].have_patterns = true;
     fx->sources[1].patterns.items = pats;
     fx->sources[1].patterns.count = 1;
-    assert_int_equal(route_table_subscriptions(fx->table, 1, &s), 0);
+    assert_int_equal(upstream_subscriptions(&fx->cfg, fx->table, 1, &s), 0);
     assert_int_equal(s.exact.count, 0);
     assert_strv(&s.patterns, (const char *const *)pats, 1);
     subs_free(&s);
 
-    assert_int_equal(route_table_subscriptions(fx->table, 2, &s), 0);
+    assert_int_equal(upstream_subscriptions(&fx->cfg, fx->table, 2, &s), 0);
     assert_strv(&s.exact, (const char *const *)streams, 1);
     subs_free(&s);
     fx_free(fx);

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "lib/topic.h"
+#include "lib/topic_index.h"
 
 /* ------------------------------------------------------------------ */
 /* MQTT matching                                                       */
