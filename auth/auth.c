@@ -25,6 +25,7 @@
  *   with alloca(), so a huge token could overflow the stack.
  */
 #include "auth/auth.h"
+#include "lib/pathglob.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -98,19 +99,6 @@ struct auth {
 struct auth_token {
     const char *ptr;
     size_t len;
-};
-
-/* The kinds of element a glob compiles to, see auth_glob_match(). */
-enum auth_glob_kind {
-    AUTH_GLOB_CHAR, /* one literal byte */
-    AUTH_GLOB_STAR, /* "*": any run of bytes other than '/' */
-    AUTH_GLOB_ANY,  /* "**": any run of bytes */
-    AUTH_GLOB_ONE,  /* any one byte: starts a last segment "*" */
-};
-
-struct auth_glob_item {
-    enum auth_glob_kind kind;
-    char c; /* AUTH_GLOB_CHAR */
 };
 
 static void auth_error(char *err, size_t errlen, const char *fmt, ...)
@@ -362,143 +350,12 @@ const char *auth_result_text(enum auth_result r)
     return "unknown";
 }
 
-/* ---- glob matching ---- */
-
-/*
- * Compiles glob into items (room for strlen(glob) + 1 of them); returns
- * how many were written. A run of two or more '*' is one AUTH_GLOB_ANY; a
- * single '*' that is the whole last segment becomes ONE + ANY.
- */
-static size_t auth_glob_compile(const char *glob, struct auth_glob_item *items)
-{
-    size_t n = 0;
-    const char *p = glob;
-
-    while (*p != '\0') {
-        size_t stars = strspn(p, "*");
-
-        if (stars == 0) {
-            items[n].kind = AUTH_GLOB_CHAR;
-            items[n++].c = *p++;
-            continue;
-        }
-        if (stars > 1) {
-            items[n++].kind = AUTH_GLOB_ANY;
-        } else if (p[1] == '\0' && p > glob && p[-1] == '/') {
-            items[n++].kind = AUTH_GLOB_ONE;
-            items[n++].kind = AUTH_GLOB_ANY;
-        } else {
-            items[n++].kind = AUTH_GLOB_STAR;
-        }
-        p += stars;
-    }
-    return n;
-}
-
-/* Adds the states reachable without reading a byte: a star may match
- * nothing. Transitions only go from i to i + 1, so one pass suffices. */
-static void auth_glob_close(const struct auth_glob_item *items, size_t n,
-                            bool *states)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (states[i] &&
-            (items[i].kind == AUTH_GLOB_STAR || items[i].kind == AUTH_GLOB_ANY))
-            states[i + 1] = true;
-    }
-}
-
-/* Reads byte c: fills next (cleared by the caller) from cur. Returns
- * false when no state is left, i.e. the glob cannot match any more. */
-static bool auth_glob_step(const struct auth_glob_item *items, size_t n,
-                           const bool *cur, bool *next, char c)
-{
-    bool alive = false;
-
-    for (size_t i = 0; i < n; i++) {
-        if (!cur[i])
-            continue;
-        switch (items[i].kind) {
-        case AUTH_GLOB_CHAR:
-            if (items[i].c == c)
-                next[i + 1] = true;
-            break;
-        case AUTH_GLOB_STAR:
-            if (c != '/')
-                next[i] = true;
-            break;
-        case AUTH_GLOB_ANY:
-            next[i] = true;
-            break;
-        case AUTH_GLOB_ONE:
-            next[i + 1] = true;
-            break;
-        }
-    }
-    auth_glob_close(items, n, next);
-    for (size_t i = 0; i <= n && !alive; i++)
-        alive = next[i];
-    return alive;
-}
-
-// Glob semantics (auth.h), with examples (line comments, because the
-// examples contain the characters that would end a block comment):
-//   "*" matches any run (also empty) of bytes within one segment:
-//       "/users/*/feed" matches "/users/bob/feed", not "/users/a/b/feed";
-//       "/a*" matches "/a" and "/abc", not "/a/b".
-//   "**" matches any run of bytes, '/' included:
-//       "/a/**" matches "/a/" and "/a/b/c"; "/a/**/feed" matches
-//       "/a/x/y/feed".
-//   A last segment "*" (the glob ends in "/*") matches any non-empty
-//   rest: "/sites/*" matches "/sites/a" and "/sites/a/b", not "/sites/"
-//   nor "/sites".
-//   Every other byte is literal ("?", "[", "{" included).
-//
-// Hand-written: fnmatch() gives '?', '[' and '\' meaning and has no "**".
-// The match runs the glob as an automaton over the path (one set of glob
-// positions per path byte), so it costs O(glob * path) whatever the
-// stars, with no backtracking blow-up. Allocates scratch space and
-// answers false when out of memory (fail closed).
-bool auth_glob_match(const char *glob, const char *path)
-{
-    struct auth_glob_item *items;
-    bool *cur, *next, *states, *tmp;
-    bool matched = false;
-    size_t glen, n;
-
-    if (glob == NULL || path == NULL)
-        return false;
-    glen = strlen(glob);
-    items = calloc(glen + 1, sizeof(*items));
-    states = calloc(2 * (glen + 2), sizeof(*states));
-    if (items == NULL || states == NULL)
-        goto done;
-    n = auth_glob_compile(glob, items);
-    cur = states;
-    next = states + n + 1;
-    cur[0] = true;
-    auth_glob_close(items, n, cur);
-    for (const char *p = path; *p != '\0'; p++) {
-        memset(next, 0, (n + 1) * sizeof(*next));
-        if (!auth_glob_step(items, n, cur, next, *p))
-            goto done;
-        tmp = cur;
-        cur = next;
-        next = tmp;
-    }
-    matched = cur[n];
-
-done:
-    free(items);
-    free(states);
-    return matched;
-}
-
 /* True when path matches one of the globs of list. */
 static bool auth_glob_match_any(const struct config_strv *list,
                                 const char *path)
 {
     for (size_t i = 0; i < list->count; i++) {
-        if (auth_glob_match(list->items[i], path))
+        if (pathglob_match(list->items[i], NULL, path))
             return true;
     }
     return false;
@@ -827,52 +684,14 @@ static bool auth_sub_safe(const char *sub)
     return strpbrk(sub, "/*") == NULL;
 }
 
-/* Returns glob with every "{sub}" replaced by sub, as a new string the
- * caller frees, or NULL when out of memory. */
-static char *auth_sub_expand(const char *glob, const char *sub)
-{
-    size_t holders = 0, sublen = strlen(sub), holderlen = strlen(AUTH_SUB);
-    const char *p;
-    char *out, *o;
-
-    for (p = strstr(glob, AUTH_SUB); p != NULL;
-         p = strstr(p + holderlen, AUTH_SUB))
-        holders++;
-    out = malloc(strlen(glob) + holders * sublen + 1);
-    if (out == NULL)
-        return NULL;
-    o = out;
-    for (p = glob; *p != '\0';) {
-        if (strncmp(p, AUTH_SUB, holderlen) == 0) {
-            memcpy(o, sub, sublen);
-            o += sublen;
-            p += holderlen;
-        } else {
-            *o++ = *p++;
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
 /* Matches a jwt.allow glob, "{sub}" standing for sub. A glob with "{sub}"
  * never matches for a token without a sub fit for it (auth_sub_safe). */
 static bool auth_sub_glob_match(const char *glob, const char *sub,
                                 const char *path)
 {
-    char *expanded;
-    bool matched;
-
-    if (strstr(glob, AUTH_SUB) == NULL)
-        return auth_glob_match(glob, path);
-    if (!auth_sub_safe(sub))
+    if (strstr(glob, AUTH_SUB) != NULL && !auth_sub_safe(sub))
         return false;
-    expanded = auth_sub_expand(glob, sub);
-    if (expanded == NULL)
-        return false;
-    matched = auth_glob_match(expanded, path);
-    free(expanded);
-    return matched;
+    return pathglob_match(glob, sub, path);
 }
 
 /* True when path is in the union of jwt.allow and the token's own claim
@@ -893,7 +712,7 @@ static bool auth_jwt_allowed(const struct jwt_config *jc, const json_t *claims,
     {
         const char *glob = json_string_value(item);
 
-        if (glob != NULL && auth_glob_match(glob, path))
+        if (glob != NULL && pathglob_match(glob, NULL, path))
             return true;
     }
     return false;

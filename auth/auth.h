@@ -37,7 +37,9 @@ bool auth_enabled(const struct auth *a);
 
 /* The credentials of one request, as received; any may be NULL. */
 struct auth_request {
-    const char *path;          /* decoded request path */
+    const char *path;          /* request path as received (percent-
+                                  encoded): allow globs judge its decoded
+                                  segments, as the router does */
     const char *authorization; /* the Authorization header value */
     const char *query_token;   /* the decoded "token" query parameter */
     const char *cookie_header; /* the Cookie header value */
@@ -64,10 +66,5 @@ enum auth_result auth_check(const struct auth *a,
 
 /* A short text for a result, for the 401/403 body ("token expired"). */
 const char *auth_result_text(enum auth_result r);
-
-/* Path glob of allow lists: "*" matches any run of characters within one
- * path segment, "**" (or a last segment "*" after "/") any rest,
- * everything else is literal. */
-bool auth_glob_match(const char *glob, const char *path);
 
 #endif

@@ -32,6 +32,7 @@
 #include <openssl/rsa.h>
 
 #include "auth/auth.h"
+#include "lib/pathglob.h"
 
 #include <jwt.h>
 
@@ -378,20 +379,42 @@ static void test_glob_table(void **state)
         {"", "", true},
         {"", "/", false},
         {"/x/*/y/*", "/x/1/y/2/3", true},
+        /* Judged on decoded segments, like the router: an escape is its
+         * byte, and a decoded "/" is data, never a boundary. */
+        {"/users/alice/*", "/users/%61lice/feed", true},
+        {"/a/b/*", "/a/b%2Fc", false},
+        {"/a/*/z", "/a/b%2Fc/z", false},
+        {"/sites/north*", "/sites/north%2Fsouth", false},
+        {"/sites/north*", "/sites/northeast", true},
+        {"/a/*", "/a/b%2Fc", true},
+        {"/users/*/feed", "/users/a%2Fb/feed", false},
+        {"/sites/*", "/sites/%zz", false},
+        {"/p%41", "/pA", false},
+        {"/p%41", "/p%2541", true},
         {"/x/*/y/*", "/x/1/2/y/3", false},
         {"/**a**a**a**a**a**b", "/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false},
     };
 
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        bool got = auth_glob_match(cases[i].glob, cases[i].path);
+        bool got = pathglob_match(cases[i].glob, NULL, cases[i].path);
 
         if (got != cases[i].match)
             fail_msg("glob \"%s\" path \"%s\": got %d", cases[i].glob,
                      cases[i].path, got);
     }
-    assert_false(auth_glob_match(NULL, "/x"));
-    assert_false(auth_glob_match("/x", NULL));
+    assert_false(pathglob_match(NULL, NULL, "/x"));
+    assert_false(pathglob_match("/x", NULL, NULL));
+    /* {sub} is one literal value: an escaped sub never names another
+     * user's decoded segment, and a wildcard in it is a plain byte. */
+    assert_true(pathglob_match("/users/{sub}/*", "alice", "/users/alice/x"));
+    assert_true(pathglob_match("/users/{sub}/*", "alice", "/users/%61lice/x"));
+    assert_false(pathglob_match("/users/{sub}/*", "%61lice", "/users/alice/x"));
+    assert_false(pathglob_match("/users/{sub}/*", "%61lice",
+                                "/users/%61lice/x"));
+    assert_true(pathglob_match("/users/{sub}/*", "%61lice",
+                               "/users/%2561lice/x"));
+    assert_false(pathglob_match("/u/{sub}", "a*", "/u/abc"));
 }
 
 /* ---- basics ---- */
