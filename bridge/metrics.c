@@ -31,11 +31,6 @@ void metrics_free(struct metrics *m)
     m->sources = NULL;
 }
 
-const char *metrics_drop_reason_name(enum drop_reason r)
-{
-    return metrics_drop_names[r];
-}
-
 static void metrics_header(struct evbuffer *out, const char *name,
                            const char *type, const char *help)
 {

@@ -46,7 +46,6 @@ struct metrics {
 int metrics_init(struct metrics *m, size_t nsources);
 void metrics_free(struct metrics *m);
 
-const char *metrics_drop_reason_name(enum drop_reason r);
 
 /* Appends the whole /metrics page for b. */
 void metrics_render(const struct bridge *b, struct evbuffer *out);

@@ -77,14 +77,6 @@ static void fuzz_topics(const char *a, size_t alen, const char *b,
     }
 }
 
-static void free_strv(struct config_strv *v)
-{
-    for (size_t i = 0; i < v->count; i++)
-        free(v->items[i]);
-    free(v->items);
-    free(v->pos);
-}
-
 static void fuzz_resolve(const struct route_table *t, const char *raw_path)
 {
     const struct route *r;
