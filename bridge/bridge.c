@@ -196,8 +196,8 @@ static void bridge_on_reap(evutil_socket_t fd, short what, void *arg)
         s->reaping = false;
         b->metrics.dropped[s->reap_reason]++;
         if (s->reap_reason == DROP_SLOW)
-            log_debug("closed a slow stream (max_pending)");
-        stream_close(s, false, 0);
+            log_debug("reset a slow stream (max_pending)");
+        stream_cut(s);
     }
 }
 

@@ -23,6 +23,7 @@ enum drop_reason {
     DROP_SHUTDOWN,  /* drained on SIGTERM */
     DROP_RELOAD,    /* route gone after SIGHUP */
     DROP_REPLAY,    /* history evicted under a replay */
+    DROP_INPUT,     /* sent more than a few bytes after its request */
     DROP_REASON_COUNT,
 };
 

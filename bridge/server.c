@@ -33,6 +33,10 @@
 
 #define SERVER_MAX_HEADERS_SIZE (16 * 1024)
 #define SERVER_MAX_BODY_SIZE 4096
+/* Unparsed bytes held per connection: a whole request fits; beyond it
+ * libevent stops reading until evhttp consumes some (a client pipelining
+ * requests while never reading the answers would otherwise fill memory). */
+#define SERVER_MAX_INPUT (4 * (SERVER_MAX_HEADERS_SIZE + SERVER_MAX_BODY_SIZE))
 #define SERVER_TIMEOUT_S 10
 #define SERVER_MAX_ID_LEN 128
 #define SERVER_ALLOW "GET, HEAD, OPTIONS"
@@ -463,6 +467,7 @@ static struct bufferevent *server_new_bufferevent(struct event_base *base,
 
     if (bev == NULL)
         return NULL;
+    bufferevent_setwatermark(bev, EV_READ, 0, SERVER_MAX_INPUT);
     p = malloc(sizeof(*p));
     if (p == NULL)
         return bev; /* untracked: only the idle timeout applies */
