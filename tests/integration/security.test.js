@@ -201,3 +201,55 @@ describe('a slow client that is cut is reset', () => {
         sock.destroy();
     });
 });
+
+/* ------------------------------------------------------------------ */
+describe('/readyz does not disclose broker addresses or error texts', () => {
+    const it = (name, fn) => test(name, fn);
+
+    async function downSluice(extra) {
+        const deadPort = await freePort(); /* nothing listens there */
+        const cfg = baseConfig(deadPort, extra).replace(
+            'url: redis://127.0.0.1', 'url: redis://:hunter2@127.0.0.1');
+        const s = await startSluice(cfg, { ready: false });
+        await waitFor(async () => (await httpRequest(s.port, '/readyz')).status === 503, '/readyz 503');
+        await sleep(300); /* a connect attempt has failed by now */
+        return { s, deadPort };
+    }
+
+    it('by default: one "down" line per source, nothing else', async (t) => {
+        const { s, deadPort } = await downSluice('');
+        try {
+            const res = await httpRequest(s.port, '/readyz');
+            t.diagnostic(`/readyz: ${JSON.stringify(res.body)}`);
+            assert.equal(res.status, 503);
+            assert.equal(res.body, 'source cache: down\n');
+            /* The details are in the log, without the password. */
+            await waitFor(() => s.stderr.includes(`127.0.0.1:${deadPort}`), 'the address in the log');
+            assert.ok(!s.stderr.includes('hunter2'), 'no password in the log');
+            const m = await httpRequest(s.port, '/metrics');
+            assert.ok(!m.body.includes(String(deadPort)) && !m.body.includes('hunter2'),
+                '/metrics names no address');
+        } finally {
+            await s.stop();
+        }
+    });
+
+    it('readyz_details: true shows the status text', async () => {
+        const { s, deadPort } = await downSluice('readyz_details: true');
+        try {
+            const res = await httpRequest(s.port, '/readyz');
+            assert.equal(res.status, 503);
+            assert.match(res.body, new RegExp(`^source cache: .*127\\.0\\.0\\.1:${deadPort}`));
+            assert.ok(!res.body.includes('hunter2'));
+        } finally {
+            await s.stop();
+        }
+    });
+
+    it('readyz_details must be a boolean (FILE:LINE:COL)', async () => {
+        const file = writeConfig(baseConfig(6379, 'readyz_details: maybe'));
+        const r = await runSluice(['--check', '-c', file]);
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /sluice\.yaml:\d+:\d+: .*readyz_details/);
+    });
+});
