@@ -253,3 +253,84 @@ describe('/readyz does not disclose broker addresses or error texts', () => {
         assert.match(r.stderr, /sluice\.yaml:\d+:\d+: .*readyz_details/);
     });
 });
+
+/* ------------------------------------------------------------------ */
+describe('client-supplied topic patterns are bounded', () => {
+    const ctx = {};
+    const EVENTS = 50000;
+    before(async () => {
+        ctx.redis = await startRedis();
+        ctx.sluice = await startSluice(baseConfig(ctx.redis.port, 'history: {max_events: 60000}'));
+        ctx.pub = await connectRedis(ctx.redis.port);
+    });
+    after(async () => {
+        ctx.pub?.close();
+        await ctx.sluice?.stop();
+        await ctx.redis?.stop();
+    });
+    const it = (name, fn) => test(name, withLog(() => ctx.sluice, fn));
+
+    it('over-long, too many and too costly ?topic= values get 400 with a reason', async () => {
+        const { port } = ctx.sluice;
+        const q = (v) => `topic=${encodeURIComponent(v)}`;
+        const cases = [
+            [q(`*[${'a'.repeat(7000)}]Z`), /longer than 256 bytes/],
+            [q('a'.repeat(257)), /longer than 256 bytes/],
+            [Array(17).fill(q('orders:eu')).join('&'), /more than 16 topic/],
+            [q('*a*b*c*d*e'), /more than 4 '\*'/],
+            [q('orders:[abc'), /unterminated/],
+            [q(`orders:[${'a'.repeat(15)}]`), /over 16 bytes/],
+            [[q('[ab]'), q('[cd]'), q('[ef]')].join('&'), /more than 2 \[classes\]/],
+            [q(''), /empty topic/],
+        ];
+        for (const [query, reason] of cases) {
+            const res = await httpRequest(port, `/all?${query}`);
+            assert.equal(res.status, 400, query.slice(0, 60));
+            assert.match(res.body, reason);
+            assert.ok(res.body.length < 100, 'a short reason');
+        }
+        /* Right at the limits: accepted. */
+        const ok = await openSse(port, `/all?${[q('*[abcdefghijklmn]*'), q(`a*b*c*d*${'e'.repeat(248)}`)].join('&')}`);
+        assert.equal(ok.status, 200);
+        ok.close();
+    });
+
+    it('the worst legal patterns over a 50,000-event replay keep /healthz fast', async (t) => {
+        const { port } = ctx.sluice;
+        const pid = ctx.sluice.child.pid;
+        let batch = [];
+        for (let i = 0; i < EVENTS; i++) {
+            batch.push(ctx.pub.publish(`orders:eu-${10000000 + i}`, '1'));
+            if (batch.length === 1000) {
+                await Promise.all(batch);
+                batch = [];
+            }
+        }
+        await Promise.all(batch);
+        /* The epoch of this history, from a live event. */
+        const live = await openSse(port, '/all');
+        await ctx.pub.publish('orders:probe', '1');
+        const [ev] = await live.waitForEvents(1);
+        live.close();
+        const firstId = ev.id.replace(/-\d+$/, '-1');
+        const cls = '[ordes:u0-9-xyz]'; /* 16 bytes, matches every topic byte */
+        const sets = {
+            'two classes and stars': [`*${cls}*${cls}${'orders:eu-1'.repeat(18)}Z`],
+            '16 patterns of 4 stars': Array(16).fill('*r*s*e*1Z'),
+            '16 long literal tails': Array(16).fill(`*${'orders:eu-1'.repeat(23)}`),
+        };
+        for (const [name, topics] of Object.entries(sets)) {
+            const query = topics.map((v) => `topic=${encodeURIComponent(v)}`).join('&');
+            const probe = startProbe(port, pid, 5);
+            await sleep(50);
+            const s = await openSse(port, `/all?${query}`, { headers: { 'Last-Event-ID': firstId } });
+            assert.equal(s.status, 200, name);
+            await sleep(1500);
+            s.close();
+            const p = await probe.stop();
+            t.diagnostic(`${name}: /healthz p50 ${p.p50.toFixed(1)} ms, p99 ${p.p99.toFixed(1)} ms, ` +
+                `max ${p.max.toFixed(1)} ms over ${p.latencies.length} probes`);
+            assert.ok(p.max < 50, `${name}: /healthz max ${p.max} ms`);
+        }
+    });
+});
