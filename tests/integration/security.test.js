@@ -334,3 +334,86 @@ describe('client-supplied topic patterns are bounded', () => {
         }
     });
 });
+
+/* ------------------------------------------------------------------ */
+describe('history.dir is not trusted blindly', () => {
+    const ctx = {};
+    before(async () => {
+        ctx.redis = await startRedis();
+    });
+    after(async () => {
+        await ctx.redis?.stop();
+    });
+
+    function historyConfig(dir) {
+        return baseConfig(ctx.redis.port, `history: {dir: ${JSON.stringify(dir)}}`);
+    }
+
+    /* Runs sluice on cfg expecting it to refuse to start; returns stderr. */
+    async function refusedStart(cfg) {
+        const port = await freePort();
+        const file = writeConfig(`listen: 127.0.0.1:${port}\n${cfg}`);
+        const r = await runSluice(['-c', file], 5000);
+        assert.equal(r.code, 1, `exit status (stderr: ${r.stderr})`);
+        assert.ok(!r.stderr.includes('listening on'), 'refused before listening');
+        return r.stderr;
+    }
+
+    test('a segment that is a symlink is not followed: its target is untouched', async (t) => {
+        const dir = path.join(makeTempDir('sluice-sec-'), 'history');
+        const s = await startSluice(historyConfig(dir));
+        const pub = await connectRedis(ctx.redis.port);
+        const live = await openSse(s.port, '/orders/eu');
+        await pub.publish('orders:eu', '{"n":1}');
+        await live.waitForEvents(1);
+        live.close();
+        pub.close();
+        await s.stop();
+        const segment = fs.readdirSync(dir).find((n) => n.endsWith('.log'));
+        assert.ok(segment, 'a segment was written');
+        /* Someone swaps the segment for a link to a file of the same user. */
+        const victim = path.join(makeTempDir('sluice-victim-'), 'precious.txt');
+        fs.writeFileSync(victim, 'precious data, not a journal\n');
+        fs.rmSync(path.join(dir, segment));
+        fs.symlinkSync(victim, path.join(dir, segment));
+        const stderr = await refusedStart(historyConfig(dir));
+        t.diagnostic(stderr.trim().split('\n').slice(-2).join(' | '));
+        assert.match(stderr, new RegExp(`${segment}.*symbolic link`));
+        assert.equal(fs.readFileSync(victim, 'utf8'), 'precious data, not a journal\n');
+    });
+
+    test('the epoch and boot_id files are not followed either', async () => {
+        const dir = path.join(makeTempDir('sluice-sec-'), 'history');
+        fs.mkdirSync(dir, { mode: 0o700 });
+        const victim = path.join(makeTempDir('sluice-victim-'), 'precious.txt');
+        fs.writeFileSync(victim, '1700000000000\n');
+        fs.symlinkSync(victim, path.join(dir, 'epoch'));
+        const stderr = await refusedStart(historyConfig(dir));
+        assert.match(stderr, /epoch file: a symbolic link/);
+        fs.rmSync(path.join(dir, 'epoch'));
+        /* boot_id.tmp is written at every start: a link there is left alone. */
+        fs.symlinkSync(victim, path.join(dir, 'boot_id.tmp'));
+        const s = await startSluice(historyConfig(dir));
+        await s.stop();
+        assert.equal(fs.readFileSync(victim, 'utf8'), '1700000000000\n');
+    });
+
+    for (const mode of [0o777, 0o770, 0o702]) {
+        test(`a history.dir with mode ${mode.toString(8)} is refused with the reason`, async (t) => {
+            const dir = path.join(makeTempDir('sluice-sec-'), 'history');
+            fs.mkdirSync(dir);
+            fs.chmodSync(dir, mode);
+            const stderr = await refusedStart(historyConfig(dir));
+            t.diagnostic(stderr.trim().split('\n').pop());
+            assert.ok(stderr.includes(`history.dir ${dir} is writable by group or others`), stderr);
+        });
+    }
+
+    test('a history.dir owned by another user is refused', { skip: process.getuid() !== 0 && 'needs root' }, async () => {
+        const dir = path.join(makeTempDir('sluice-sec-'), 'history');
+        fs.mkdirSync(dir, { mode: 0o755 });
+        fs.chownSync(dir, 65534, 65534);
+        const stderr = await refusedStart(historyConfig(dir));
+        assert.ok(stderr.includes(`history.dir ${dir} is owned by uid 65534`), stderr);
+    });
+});
