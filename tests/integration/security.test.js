@@ -417,3 +417,20 @@ describe('history.dir is not trusted blindly', () => {
         assert.ok(stderr.includes(`history.dir ${dir} is owned by uid 65534`), stderr);
     });
 });
+
+/* ------------------------------------------------------------------ */
+describe('smaller issues', () => {
+    test('a busy listen port: the error says why', async () => {
+        const busy = require('node:net').createServer();
+        await new Promise((resolve) => busy.listen(0, '127.0.0.1', resolve));
+        const port = busy.address().port;
+        try {
+            const file = writeConfig(`listen: 127.0.0.1:${port}\n${baseConfig(1)}`);
+            const r = await runSluice(['-c', file], 5000);
+            assert.equal(r.code, 1);
+            assert.match(r.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: bind: Address already in use`));
+        } finally {
+            busy.close();
+        }
+    });
+});
