@@ -79,6 +79,24 @@ static size_t stream_pending(const struct stream *s)
 }
 
 /*
+ * Deflate failed part way: what it left in the shared zscratch belongs to
+ * this stream's broken deflate stream and must never reach another one,
+ * and this client's stream cannot continue (a partial frame would corrupt
+ * it), so it is cut and resumes by id.
+ */
+static void stream_compress_failed(struct stream *s)
+{
+    struct evbuffer *z = s->bridge->zscratch;
+
+    evbuffer_drain(z, evbuffer_get_length(z));
+    if (s->reaping)
+        return;
+    log_limited(LOG_WARN, 10000, "compression failed; cutting the stream");
+    s->reap_reason = DROP_COMPRESS;
+    bridge_schedule_reap(s->bridge, s);
+}
+
+/*
  * The evhttp path: moves the scratch buffer into the response, deflating
  * it first for a compressed stream; cb (may be NULL) runs once it is all
  * on the wire. Not for live deliveries (see the top comment).
@@ -94,6 +112,7 @@ static void stream_send(struct stream *s,
     if (s->z != NULL) {
         if (compressor_write(s->z, b->scratch, b->zscratch) < 0) {
             evbuffer_drain(b->scratch, evbuffer_get_length(b->scratch));
+            stream_compress_failed(s);
             return;
         }
         out = b->zscratch;
@@ -184,8 +203,10 @@ static void stream_append_text(struct stream *s, const char *data,
     char head[STREAM_CHUNK_HEAD_MAX];
 
     if (s->z != NULL) {
-        if (compressor_write_bytes(s->z, data, len, z) < 0)
+        if (compressor_write_bytes(s->z, data, len, z) < 0) {
+            stream_compress_failed(s);
             return;
+        }
         len = evbuffer_get_length(z);
     }
     if (s->chunked)
@@ -463,7 +484,8 @@ void stream_cut(struct stream *s)
 {
     bool behind = s->reap_reason == DROP_SLOW ||
                   s->reap_reason == DROP_INPUT ||
-                  s->reap_reason == DROP_REPLAY;
+                  s->reap_reason == DROP_REPLAY ||
+                  s->reap_reason == DROP_COMPRESS;
 
     if (s->evcon != NULL && (behind || stream_pending(s) > 0))
         stream_set_reset(s);

@@ -434,3 +434,100 @@ describe('smaller issues', () => {
         }
     });
 });
+
+/*
+ * A deflate() that fails part way, loaded into sluice with LD_PRELOAD:
+ * on a z_stream whose input held the marker, the call after one that
+ * filled its output buffer fails, so the failed write leaves a chunk of
+ * output behind in sluice's shared compression scratch buffer.
+ */
+const DEFLATE_SHIM = `
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <string.h>
+#include <zlib.h>
+static void *armed;
+int deflate(z_streamp s, int flush) {
+    static int (*real)(z_streamp, int);
+    if (!real) real = (int (*)(z_streamp, int))dlsym(RTLD_NEXT, "deflate");
+    if (armed == s) { armed = 0; return Z_STREAM_ERROR; }
+    if (s->avail_in > 11 && memmem(s->next_in, s->avail_in, "FAILDEFLATE", 11)) {
+        int rc = real(s, flush);
+        if (s->avail_out == 0) armed = s;
+        return rc;
+    }
+    return real(s, flush);
+}
+`;
+
+function buildShim() {
+    const dir = makeTempDir('sluice-shim-');
+    fs.writeFileSync(path.join(dir, 'shim.c'), DEFLATE_SHIM);
+    const r = require('node:child_process').spawnSync('cc',
+        ['-shared', '-fPIC', '-o', path.join(dir, 'shim.so'), path.join(dir, 'shim.c'), '-ldl'],
+        { encoding: 'utf8' });
+    return r.status === 0 ? path.join(dir, 'shim.so') : null;
+}
+
+describe('a compression failure never leaks into another stream', () => {
+    const ctx = {};
+    before(async () => {
+        ctx.shim = buildShim();
+        ctx.redis = await startRedis();
+        if (ctx.shim) {
+            ctx.sluice = await startSluice(baseConfig(ctx.redis.port, 'stream: {compression: true}'),
+                { env: { ...process.env, LD_PRELOAD: ctx.shim } }).catch(() => null);
+        }
+        ctx.pub = await connectRedis(ctx.redis.port);
+    });
+    after(async () => {
+        ctx.pub?.close();
+        await ctx.sluice?.stop();
+        await ctx.redis?.stop();
+    });
+
+    test('the failing stream is cut; the other one decodes cleanly', async (t) => {
+        if (!ctx.sluice) {
+            t.skip('no cc, or sluice will not start with LD_PRELOAD (sanitizer build)');
+            return;
+        }
+        const zlib = require('node:zlib');
+        const { port } = ctx.sluice;
+        const open = async (p) => {
+            const { sock } = await rawGet(port, p, 'Accept-Encoding: gzip\r\n');
+            return sock;
+        };
+        const bad = await open('/orders/bad');
+        const good = await open('/orders/good');
+        /* The good stream's body, de-chunked, through gunzip. */
+        let goodRaw = good.rest;
+        good.on('data', (c) => { goodRaw = Buffer.concat([goodRaw, c]); });
+        const random = require('node:crypto').randomBytes(48 * 1024).toString('base64');
+        await ctx.pub.publish('orders:bad', `FAILDEFLATE${random}`);
+        await sleep(200);
+        await ctx.pub.publish('orders:good', '{"n":"fine"}');
+        await sleep(300);
+        const dechunk = (buf) => {
+            const parts = [];
+            let pos = 0;
+            while (pos < buf.length) {
+                const eol = buf.indexOf('\r\n', pos);
+                const n = parseInt(buf.slice(pos, eol).toString(), 16);
+                if (!(n > 0)) {
+                    break;
+                }
+                parts.push(buf.slice(eol + 2, eol + 2 + n));
+                pos = eol + 2 + n + 2;
+            }
+            return Buffer.concat(parts);
+        };
+        const text = zlib.gunzipSync(dechunk(goodRaw), { finishFlush: zlib.constants.Z_SYNC_FLUSH }).toString();
+        t.diagnostic(`good stream: ${JSON.stringify(text.slice(0, 120))}`);
+        assert.match(text, /"n":"fine"/);
+        assert.ok(!text.includes('FAILDEFLATE'));
+        await waitFor(async () => metricValue(await metrics(port),
+            'sluice_clients_dropped_total{reason="compression_error"}') >= 1, 'the failing stream cut');
+        bad.destroy();
+        good.destroy();
+    });
+});

@@ -69,8 +69,9 @@ function connect(port) {
 
 /*
  * Opens a raw GET on path and resolves with {sock, head} once the
- * response head arrived (the rest of what arrives is counted in
- * sock.received). The socket's 'error' is recorded on sock.failure.
+ * response head arrived (body bytes that came with it are in sock.rest;
+ * what arrives later is counted in sock.received). The socket's 'error'
+ * is recorded on sock.failure.
  */
 async function rawGet(port, path, extraHeaders = '') {
     const sock = await connect(port);
@@ -79,18 +80,19 @@ async function rawGet(port, path, extraHeaders = '') {
     sock.ended = false;
     sock.on('error', (err) => { sock.failure = err; });
     sock.on('end', () => { sock.ended = true; });
-    let text = '';
+    let buf = Buffer.alloc(0);
     const head = await new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`no response head for ${path}`)), 5000);
         const onData = (chunk) => {
             sock.received += chunk.length;
-            text += chunk.toString('latin1');
-            const end = text.indexOf('\r\n\r\n');
+            buf = Buffer.concat([buf, chunk]);
+            const end = buf.indexOf('\r\n\r\n');
             if (end >= 0) {
                 clearTimeout(timer);
                 sock.off('data', onData);
                 sock.on('data', (c) => { sock.received += c.length; });
-                resolve(text.slice(0, end));
+                sock.rest = buf.subarray(end + 4); /* body bytes that came with the head */
+                resolve(buf.subarray(0, end).toString('latin1'));
             }
         };
         sock.on('data', onData);
