@@ -531,3 +531,55 @@ describe('a compression failure never leaks into another stream', () => {
         good.destroy();
     });
 });
+
+describe('a Redis that refuses sluice', () => {
+    test('wrong credentials: the log says why, once, and never "connected"', async (t) => {
+        const { spawnTracked, stopProcess } = require('./lib/procs');
+        const port = await freePort();
+        const redis = spawnTracked('redis-server', ['--port', String(port), '--bind', '127.0.0.1',
+            '--save', '', '--appendonly', 'no', '--requirepass', 'sekrit']);
+        let s = null;
+        try {
+            await waitFor(async () => {
+                const c = await connect(port).catch(() => null);
+                c?.destroy();
+                return c !== null;
+            }, 'redis-server with requirepass');
+            s = await startSluice(baseConfig(port), { ready: false });
+            await sleep(3500); /* several reconnect attempts (backoff from 100 ms) */
+            const log = s.stderr;
+            const lines = log.split('\n').filter((l) => l.includes('source cache'));
+            t.diagnostic(lines.slice(0, 6).join(' | '));
+            assert.ok(!/connected to/.test(log), 'never "connected"');
+            const why = lines.filter((l) => / warn .*NOAUTH/.test(l));
+            assert.equal(why.length, 1, `the reason once at warn level: ${lines.join('\n')}`);
+            assert.ok(!log.includes('sekrit'));
+            assert.equal((await httpRequest(s.port, '/readyz')).status, 503);
+        } finally {
+            await s?.stop();
+            await stopProcess(redis, 'SIGKILL');
+        }
+    });
+});
+
+describe('max_payload is checked before a message is built', () => {
+    test('a payload over max_payload is dropped and counted once', async () => {
+        const redis = await startRedis();
+        const s = await startSluice(baseConfig(redis.port, 'max_payload: 64KiB'));
+        const pub = await connectRedis(redis.port);
+        try {
+            const live = await openSse(s.port, '/orders/big');
+            await pub.publish('orders:big', 'x'.repeat(256 * 1024));
+            await pub.publish('orders:big', '{"small":1}');
+            const [ev] = await live.waitForEvents(1);
+            assert.match(ev.data, /"small":1/);
+            live.close();
+            const m = await metrics(s.port);
+            assert.match(m, /too_large.*\{source="cache"\} 1\b|too_large\{source="cache"\} 1\b/);
+        } finally {
+            pub.close();
+            await s.stop();
+            await redis.stop();
+        }
+    });
+});
