@@ -61,6 +61,14 @@ struct sink {
      */
     int (*last_entry_id)(void *ctx, struct source *src, const char *key,
                          char *out, size_t outlen);
+    /*
+     * True when a payload of payload_len bytes is over max_payload: the
+     * bridge has counted and logged the drop, and the adapter must not
+     * build the message. Lets an adapter refuse a huge payload before
+     * copying it (deliver checks again, for adapters that cannot).
+     */
+    bool (*too_large)(void *ctx, struct source *src, const char *topic,
+                      size_t payload_len);
     void *ctx;
 };
 

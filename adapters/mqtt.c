@@ -442,6 +442,11 @@ static void mqtt_on_message(struct mosquitto *mosq, void *obj,
     topic_len = strlen(m->topic);
     if (mqtt_subs_is_copy(&impl->subs, m, topic_len, props))
         return;
+    /* A payload over max_payload is counted and never copied. */
+    if (src->sink.too_large != NULL &&
+        src->sink.too_large(src->sink.ctx, src, m->topic,
+                            (size_t)m->payloadlen))
+        return;
     msg = message_new(src->index, SOURCE_MQTT, m->topic, topic_len,
                       m->payloadlen > 0 ? m->payload : "",
                       (size_t)m->payloadlen, mqtt_now_ms(impl));

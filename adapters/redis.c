@@ -367,6 +367,13 @@ static void redis_on_message(struct redis_impl *r, const redisReply *channel,
         redis_dedupe_clear(r);
     }
     copies = redis_copies(r, channel->str, channel->len);
+    /* Over max_payload: counted, never copied. With several matching
+     * subscriptions the copy is kept so that the repeats are recognised
+     * and counted once (deliver then refuses it). */
+    if (copies <= 1 && src->sink.too_large != NULL &&
+        src->sink.too_large(src->sink.ctx, src, channel->str,
+                            payload->len))
+        return;
     msg = message_new(src->index, src->cfg->type, channel->str, channel->len,
                       payload->str, payload->len, redis_now_ms());
     if (msg == NULL) {

@@ -75,6 +75,7 @@ struct redis_conn {
     redisAsyncContext *ac; /* NULL while IDLE; hiredis frees it (above) */
     enum redis_conn_phase phase;
     unsigned attempt;      /* reconnect attempts since the last UP */
+    char logged[REDIS_CONN_TEXT_MAX]; /* last failure logged as a warning */
     bool keepalive_pending;
 
     struct event *reconnect_timer;
@@ -308,11 +309,14 @@ static void redis_conn_retry(struct redis_conn *conn, const char *status)
 {
     int64_t delay = source_backoff_ms(conn->attempt);
 
-    if (conn->attempt == 0)
+    /* A new reason is a state change worth a warning; the same reason
+     * again (a server that keeps refusing) is debug noise. */
+    if (conn->attempt == 0 || strcmp(conn->logged, status) != 0)
         log_warn("source %s: %s; retrying", redis_conn_name(conn), status);
     else
         log_debug("source %s: %s; retry %u in %lld ms", redis_conn_name(conn),
                   status, conn->attempt, (long long)delay);
+    snprintf(conn->logged, sizeof(conn->logged), "%s", status);
     if (conn->attempt < 64)
         conn->attempt++;
     redis_conn_reset(conn);
@@ -328,6 +332,12 @@ void redis_conn_fail(struct redis_conn *conn, const char *status)
 
 void redis_conn_mark_up(struct redis_conn *conn)
 {
+    /* "connected" only now that AUTH, SELECT and the owner's handshake
+     * (SUBSCRIBE, XREAD) have succeeded: the source is usable. */
+    if (conn->phase != REDIS_CONN_PHASE_UP)
+        log_info("source %s: connected to %s", redis_conn_name(conn),
+                 conn->where);
+    conn->logged[0] = '\0';
     conn->phase = REDIS_CONN_PHASE_UP;
     conn->attempt = 0;
     evtimer_del(conn->handshake_timer);
@@ -418,8 +428,8 @@ static void redis_conn_on_connect(const redisAsyncContext *ac, int status)
         redis_conn_retry(conn, text);
         return;
     }
-    log_info("source %s: connected to %s", redis_conn_name(conn),
-             conn->where);
+    log_debug("source %s: TCP connection to %s open; handshake next",
+              redis_conn_name(conn), conn->where);
     source_set_state(conn->src, SOURCE_CONNECTING, "connected, subscribing");
     redis_conn_handshake_continue(conn);
 }

@@ -59,6 +59,23 @@ const char *bridge_source_name(const struct bridge *b, uint32_t i)
     return b->cfg->sources[i].name;
 }
 
+/* Over max_payload: counted (too_large) and logged, at most every 10 s. */
+static bool bridge_sink_too_large(void *ctx, struct source *src,
+                                  const char *topic, size_t payload_len)
+{
+    struct bridge *b = ctx;
+
+    if (payload_len <= b->cfg->max_payload)
+        return false;
+    b->metrics.sources[src->index].too_large++;
+    log_limited(LOG_WARN, 10000,
+                "source %s: dropped a %zu-byte message on '%.64s' "
+                "(max_payload %llu)",
+                src->cfg->name, payload_len, topic,
+                (unsigned long long)b->cfg->max_payload);
+    return true;
+}
+
 /*
  * The sink: one message from an adapter. Hot path: size check, append
  * (which gives the id), then the feeds. Returns 0 when stored.
@@ -74,13 +91,7 @@ static int bridge_sink_deliver(void *ctx, struct source *src,
         message_unref(msg);
         return -1;
     }
-    if (msg->payload_len > b->cfg->max_payload) {
-        sm->too_large++;
-        log_limited(LOG_WARN, 10000,
-                    "source %s: dropped a %zu-byte message on '%.64s' "
-                    "(max_payload %llu)",
-                    src->cfg->name, msg->payload_len, msg->topic,
-                    (unsigned long long)b->cfg->max_payload);
+    if (bridge_sink_too_large(b, src, msg->topic, msg->payload_len)) {
         message_unref(msg);
         return -1;
     }
@@ -212,8 +223,8 @@ static void bridge_on_reap(evutil_socket_t fd, short what, void *arg)
         s->reaping = false;
         b->metrics.dropped[s->reap_reason]++;
         if (s->reap_reason == DROP_SLOW)
-            log_debug("closed a slow stream (max_pending)");
-        stream_close(s, false, 0);
+            log_debug("reset a slow stream (max_pending)");
+        stream_cut(s);
     }
 }
 
@@ -296,6 +307,7 @@ static int bridge_init_sources(struct bridge *b, char *err, size_t errlen)
         src->sink.deliver = bridge_sink_deliver;
         src->sink.state_changed = bridge_sink_state_changed;
         src->sink.last_entry_id = bridge_sink_last_entry_id;
+        src->sink.too_large = bridge_sink_too_large;
         src->sink.ctx = b;
         src->state = SOURCE_DOWN;
         snprintf(src->status, sizeof(src->status), "not connected yet");

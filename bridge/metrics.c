@@ -15,7 +15,8 @@ static const char *metrics_drop_names[DROP_REASON_COUNT] = {
     [DROP_SLOW] = "slow",           [DROP_EXPIRED] = "token_expired",
     [DROP_LIFETIME] = "lifetime",   [DROP_OVERLOAD] = "overload",
     [DROP_SHUTDOWN] = "shutdown",   [DROP_RELOAD] = "route_removed",
-    [DROP_REPLAY] = "replay_evicted",
+    [DROP_REPLAY] = "replay_evicted", [DROP_INPUT] = "client_input",
+    [DROP_COMPRESS] = "compression_error",
 };
 
 int metrics_init(struct metrics *m, size_t nsources)

@@ -23,6 +23,8 @@ enum drop_reason {
     DROP_SHUTDOWN,  /* drained on SIGTERM */
     DROP_RELOAD,    /* route gone after SIGHUP */
     DROP_REPLAY,    /* history evicted under a replay */
+    DROP_INPUT,     /* sent more than a few bytes after its request */
+    DROP_COMPRESS,  /* deflate failed on its stream */
     DROP_REASON_COUNT,
 };
 

@@ -14,6 +14,9 @@
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -33,9 +36,14 @@
 
 #define SERVER_MAX_HEADERS_SIZE (16 * 1024)
 #define SERVER_MAX_BODY_SIZE 4096
+/* Unparsed bytes held per connection: a whole request fits; beyond it
+ * libevent stops reading until evhttp consumes some (a client pipelining
+ * requests while never reading the answers would otherwise fill memory). */
+#define SERVER_MAX_INPUT (4 * (SERVER_MAX_HEADERS_SIZE + SERVER_MAX_BODY_SIZE))
 #define SERVER_TIMEOUT_S 10
 #define SERVER_MAX_ID_LEN 128
 #define SERVER_ALLOW "GET, HEAD, OPTIONS"
+#define SERVER_BACKLOG 1024
 
 /* After accept(2) fails for lack of file descriptors, the listener
  * pauses this long: the pending connection stays in the backlog, so a
@@ -156,6 +164,11 @@ static void server_reply_method_not_allowed(struct evhttp_request *req)
     server_reply_text(req, 405, "Method Not Allowed", "method not allowed");
 }
 
+/*
+ * One line per source that is not up. By default only "down" (SPEC 5):
+ * the status text names broker addresses and quotes server errors, which
+ * go to the log; readyz_details opts in to showing it here.
+ */
 static void server_handle_readyz(struct server *srv,
                                  struct evhttp_request *req)
 {
@@ -172,9 +185,13 @@ static void server_handle_readyz(struct server *srv,
         if (src->state == SOURCE_UP)
             continue;
         ready = false;
-        evbuffer_add_printf(body, "source %s: %s\n", src->cfg->name,
-                            src->state == SOURCE_CONNECTING ? "subscribing"
-                                                            : src->status);
+        if (!b->cfg->readyz_details)
+            evbuffer_add_printf(body, "source %s: down\n", src->cfg->name);
+        else
+            evbuffer_add_printf(body, "source %s: %s\n", src->cfg->name,
+                                src->state == SOURCE_CONNECTING
+                                    ? "subscribing"
+                                    : src->status);
     }
     if (ready)
         evbuffer_add(body, "ok\n", 3);
@@ -463,6 +480,7 @@ static struct bufferevent *server_new_bufferevent(struct event_base *base,
 
     if (bev == NULL)
         return NULL;
+    bufferevent_setwatermark(bev, EV_READ, 0, SERVER_MAX_INPUT);
     p = malloc(sizeof(*p));
     if (p == NULL)
         return bev; /* untracked: only the idle timeout applies */
@@ -611,15 +629,61 @@ static void server_on_accept_error(struct evconnlistener *listener, void *arg)
                     server_on_accept_resume, listener, &pause);
 }
 
+/*
+ * Creates the listening socket for host:port (the first address it
+ * resolves to), non-blocking, with SO_REUSEADDR. Done here rather than by
+ * evhttp_bind_socket_with_handle so that a failure says which step failed
+ * and why ("Address already in use"). Returns the fd, or -1 with err set.
+ */
+static int server_bind(const char *host, int port, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_ADDRCONFIG};
+    struct addrinfo *ai = NULL;
+    char service[16];
+    const char *step = "socket";
+    int one = 1, fd, gai, saved;
+
+    snprintf(service, sizeof(service), "%d", port);
+    gai = getaddrinfo(host, service, &hints, &ai);
+    if (gai != 0 || ai == NULL) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port,
+                 gai != 0 ? gai_strerror(gai) : "no address");
+        if (ai != NULL)
+            freeaddrinfo(ai);
+        return -1;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && (step = "setsockopt",
+                    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+                               sizeof(one))) == 0 &&
+        (step = "bind", bind(fd, ai->ai_addr, ai->ai_addrlen)) == 0 &&
+        (step = "listen", listen(fd, SERVER_BACKLOG)) == 0) {
+        freeaddrinfo(ai);
+        return fd;
+    }
+    saved = errno;
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(ai);
+    snprintf(err, errlen, "cannot listen on %s:%d: %s: %s", host, port, step,
+             strerror(saved));
+    return -1;
+}
+
 int server_listen(struct server *srv, char *err, size_t errlen)
 {
     const struct config *cfg = srv->bridge->cfg;
+    int fd = server_bind(cfg->listen_host, cfg->listen_port, err, errlen);
 
-    srv->socket = evhttp_bind_socket_with_handle(
-        srv->http, cfg->listen_host, (ev_uint16_t)cfg->listen_port);
+    if (fd < 0)
+        return -1;
+    srv->socket = evhttp_accept_socket_with_handle(srv->http, fd);
     if (srv->socket == NULL) {
-        snprintf(err, errlen, "cannot listen on %s:%d", cfg->listen_host,
-                 cfg->listen_port);
+        close(fd);
+        snprintf(err, errlen, "cannot listen on %s:%d: out of memory",
+                 cfg->listen_host, cfg->listen_port);
         return -1;
     }
     evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(srv->socket),

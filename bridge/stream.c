@@ -18,7 +18,16 @@
  * Closing: a stream is never freed while a feed is being walked. Slow
  * clients and expired tokens go to the bridge's reap list; a connection
  * closed by the client arrives here through evhttp's close callback,
- * which is never called during a dispatch pass (one thread).
+ * which is never called during a dispatch pass (one thread). A client
+ * the server gives up on while bytes are still queued for it is reset,
+ * not closed with a FIN (stream_cut), so the kernel drops its queue.
+ *
+ * Input: evhttp keeps reading a connection while it writes the response
+ * (that is how it learns of a close) but has no use for the bytes, which
+ * would pile up in the bufferevent's input without limit. A stream
+ * therefore discards them as they arrive (stream_on_input), so reading
+ * (and close detection) goes on with no memory held, and cuts a client
+ * that sends more than STREAM_MAX_INPUT: a browser sends nothing at all.
  */
 #include "bridge/stream.h"
 
@@ -43,6 +52,7 @@
 #include "bridge/feed.h"
 #include "lib/history.h"
 #include "lib/lastvalue.h"
+#include "lib/log.h"
 #include "lib/message.h"
 #include "lib/sse.h"
 
@@ -52,6 +62,8 @@
 #define STREAM_CHUNK_HEAD_MAX 18
 /* A client whose socket accepts nothing for this long is dropped. */
 #define STREAM_WRITE_TIMEOUT_S 30
+/* Bytes a client may send after its request before it is cut. */
+#define STREAM_MAX_INPUT 4096
 
 static int64_t stream_now_ms(const struct stream *s)
 {
@@ -66,6 +78,24 @@ static size_t stream_pending(const struct stream *s)
     struct bufferevent *bev = evhttp_connection_get_bufferevent(s->evcon);
 
     return evbuffer_get_length(bufferevent_get_output(bev));
+}
+
+/*
+ * Deflate failed part way: what it left in the shared zscratch belongs to
+ * this stream's broken deflate stream and must never reach another one,
+ * and this client's stream cannot continue (a partial frame would corrupt
+ * it), so it is cut and resumes by id.
+ */
+static void stream_compress_failed(struct stream *s)
+{
+    struct evbuffer *z = s->bridge->zscratch;
+
+    evbuffer_drain(z, evbuffer_get_length(z));
+    if (s->reaping)
+        return;
+    log_limited(LOG_WARN, 10000, "compression failed; cutting the stream");
+    s->reap_reason = DROP_COMPRESS;
+    bridge_schedule_reap(s->bridge, s);
 }
 
 /*
@@ -84,6 +114,7 @@ static void stream_send(struct stream *s,
     if (s->z != NULL) {
         if (compressor_write(s->z, b->scratch, b->zscratch) < 0) {
             evbuffer_drain(b->scratch, evbuffer_get_length(b->scratch));
+            stream_compress_failed(s);
             return;
         }
         out = b->zscratch;
@@ -174,8 +205,10 @@ static void stream_append_text(struct stream *s, const char *data,
     char head[STREAM_CHUNK_HEAD_MAX];
 
     if (s->z != NULL) {
-        if (compressor_write_bytes(s->z, data, len, z) < 0)
+        if (compressor_write_bytes(s->z, data, len, z) < 0) {
+            stream_compress_failed(s);
             return;
+        }
         len = evbuffer_get_length(z);
     }
     if (s->chunked)
@@ -528,6 +561,76 @@ void stream_tick(struct stream *s, int64_t now_ms)
     stream_append_scratch(s);
 }
 
+/* Makes the coming close(2) of the socket send a reset and drop whatever
+ * the kernel still holds for the client. */
+static void stream_set_reset(struct stream *s)
+{
+    static const struct linger reset = {1, 0};
+
+    if (setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)) != 0)
+        log_debug("cannot set SO_LINGER on a stream's socket");
+}
+
+/*
+ * The input buffer's callback: what a client sends after its request is
+ * dropped as it arrives; more than STREAM_MAX_INPUT cuts the stream. Runs
+ * inside libevent's read, so the cut goes through the reap list.
+ */
+static void stream_on_input(struct evbuffer *in,
+                            const struct evbuffer_cb_info *info, void *arg)
+{
+    struct stream *s = arg;
+
+    if (info->n_added == 0)
+        return; /* our own drain below */
+    s->input_bytes += info->n_added;
+    evbuffer_drain(in, evbuffer_get_length(in));
+    if (s->input_bytes <= STREAM_MAX_INPUT || s->reaping || s->closing)
+        return;
+    log_limited(LOG_INFO, 10000, "cut a stream whose client sent %zu bytes "
+                "after its request", s->input_bytes);
+    s->reap_reason = DROP_INPUT;
+    bridge_schedule_reap(s->bridge, s);
+}
+
+/* Starts discarding the connection's input (pipelined bytes already
+ * buffered count too). */
+static void stream_input_attach(struct stream *s)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(s->evcon);
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t buffered = evbuffer_get_length(in);
+
+    s->input_cb = evbuffer_add_cb(in, stream_on_input, s);
+    s->input_bytes = buffered;
+    evbuffer_drain(in, buffered);
+    /* evhttp paused reading while it ran our handler; its reply path
+     * turns it back on, but say so here too: close detection needs it. */
+    bufferevent_enable(bev, EV_READ);
+}
+
+static void stream_input_detach(struct stream *s)
+{
+    if (s->input_cb == NULL || s->evcon == NULL)
+        return;
+    evbuffer_remove_cb_entry(
+        bufferevent_get_input(evhttp_connection_get_bufferevent(s->evcon)),
+        s->input_cb);
+    s->input_cb = NULL;
+}
+
+void stream_cut(struct stream *s)
+{
+    bool behind = s->reap_reason == DROP_SLOW ||
+                  s->reap_reason == DROP_INPUT ||
+                  s->reap_reason == DROP_REPLAY ||
+                  s->reap_reason == DROP_COMPRESS;
+
+    if (s->evcon != NULL && (behind || stream_pending(s) > 0))
+        stream_set_reset(s);
+    stream_close(s, false, 0);
+}
+
 /* Unlinks s from its feed and the bridge's list and frees it. The
  * connection must already be gone or about to be freed by the caller. */
 static void stream_destroy(struct stream *s)
@@ -556,6 +659,12 @@ static void stream_on_close(struct evhttp_connection *evcon, void *arg)
 {
     struct stream *s = arg;
 
+    /* The write timeout ends here too: bytes still unsent mean a client
+     * that stopped reading, which gets a reset (see stream_cut). */
+    if (stream_pending(s) > 0)
+        stream_set_reset(s);
+    stream_input_detach(s);
+
     /* A client that hangs up mid-response leaves the unfinished request
      * detached from the connection, and libevent 2.1 then leaves freeing
      * it to us: evhttp_send_reply_end frees a detached request. */
@@ -574,6 +683,7 @@ static void stream_free_connection(struct stream *s)
 
     if (evcon == NULL)
         return;
+    stream_input_detach(s);
     s->evcon = NULL;
     s->req = NULL;
     evhttp_connection_set_closecb(evcon, NULL, NULL);
@@ -775,6 +885,7 @@ struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
     s->fd = bufferevent_getfd(evhttp_connection_get_bufferevent(s->evcon));
     evhttp_connection_set_closecb(s->evcon, stream_on_close, s);
     stream_set_timeouts(s);
+    stream_input_attach(s);
 
     stream_append_preamble(s, start);
     stream_trim_request(s);

@@ -28,6 +28,7 @@
 struct bridge;
 struct compressor;
 struct evhttp_connection;
+struct evbuffer_cb_entry;
 struct evhttp_request;
 struct feed;
 struct frame;
@@ -45,6 +46,8 @@ struct stream {
     struct stream *dirty_next;       /* in bridge->dirty */
     struct compressor *z;            /* owned; NULL: not compressed */
     int fd;                          /* the socket (owned by libevent) */
+    struct evbuffer_cb_entry *input_cb; /* discards what the client sends */
+    size_t input_bytes;    /* sent by the client since its request */
 
     struct stream_catchup *catchup; /* owned; NULL once live */
     uint64_t sent_seq;     /* history position of the client's last id */
@@ -119,6 +122,15 @@ void stream_tick(struct stream *s, int64_t now_ms);
  * retry_ms first and closes once it is flushed. Never call during a
  * dispatch pass: use bridge_schedule_reap. */
 void stream_close(struct stream *s, bool graceful, int64_t retry_ms);
+
+/*
+ * Closes a stream the server gives up on (the reap list's reasons). A
+ * client that is behind (slow, sending junk, replay evicted, or any
+ * unsent output left) is reset (SO_LINGER 0) rather than closed with a
+ * FIN, so the kernel frees its queued bytes at once instead of trying to
+ * deliver them for minutes (nginx's reset_timedout_connection).
+ */
+void stream_cut(struct stream *s);
 
 /* Frees every stream of b without ceremony (at exit). */
 void stream_free_all(struct bridge *b);

@@ -709,6 +709,8 @@ static const struct config_field root_fields[] = {
      .offset = offsetof(struct config, shutdown_grace_ms)},
     {.key = "max_payload", .kind = CONFIG_FIELD_SIZE, .min = 1,
      .offset = offsetof(struct config, max_payload)},
+    {.key = "readyz_details", .kind = CONFIG_FIELD_BOOL,
+     .offset = offsetof(struct config, readyz_details)},
 };
 /* clang-format on */
 

@@ -186,6 +186,9 @@ struct config {
     enum log_format log_format; /* default text */
     int64_t shutdown_grace_ms;  /* default 5s */
     uint64_t max_payload;       /* default 1 MiB */
+    bool readyz_details;        /* /readyz shows each source's status text
+                                   (broker address, server error); default
+                                   false: only "down" */
 };
 
 /*

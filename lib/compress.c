@@ -5,6 +5,7 @@
 #include "lib/compress.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,8 @@ void compressor_free(struct compressor *c)
 int compressor_write_bytes(struct compressor *c, const void *data,
                            size_t len, struct evbuffer *out)
 {
+    if (len > UINT_MAX)
+        return -1; /* avail_in is an unsigned int */
     c->z.next_in = (Bytef *)data;
     c->z.avail_in = (uInt)len;
     do {

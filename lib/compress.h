@@ -35,7 +35,9 @@ struct compressor *compressor_new(enum compress_kind kind);
 void compressor_free(struct compressor *c);
 
 /* Drains `in` and appends its deflated bytes, sync-flushed, to `out`.
- * 0, or -1 on a zlib error. */
+ * 0, or -1 on a zlib error (or more than UINT_MAX bytes): then `out` may
+ * hold part of the output, which the caller must discard, and the
+ * compressor's stream is broken (end the response). */
 int compressor_write(struct compressor *c, struct evbuffer *in,
                      struct evbuffer *out);
 

@@ -7,11 +7,13 @@
  */
 #include "lib/history_local.h"
 
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -96,30 +98,38 @@ static void local_boot_id(char *out, size_t len)
  * records written but not yet fsynced (fsync never/batch) may be lost,
  * with ids that browsers have seen. A kill -9 alone loses nothing: records
  * are written before any stream sees them and the page cache survives.
- * Records this boot's id in <dir>/boot_id for the next start.
+ * Records this boot's id in <dir>/boot_id for the next start. Both files
+ * are opened through the journal, which follows no link (journal.h).
  */
-static bool local_rebooted(const char *dir)
+static bool local_rebooted(struct journal *j, const char *dir)
 {
     char path[4096], tmp[4096], now[64], was[64] = "";
+    int fd;
     FILE *f;
     bool rebooted;
 
     local_boot_id(now, sizeof(now));
     snprintf(path, sizeof(path), "%s/boot_id", dir);
     snprintf(tmp, sizeof(tmp), "%s/boot_id.tmp", dir);
-    f = fopen(path, "r");
+    fd = journal_open_file(j, "boot_id", O_RDONLY);
+    f = fd >= 0 ? fdopen(fd, "r") : NULL;
     if (f != NULL) {
         if (fgets(was, sizeof(was), f) == NULL)
             was[0] = '\0';
         was[strcspn(was, "\n")] = '\0';
         fclose(f);
+    } else if (fd >= 0) {
+        close(fd);
     }
     rebooted = f != NULL && strcmp(was, now) != 0;
-    f = fopen(tmp, "w");
+    fd = journal_open_file(j, "boot_id.tmp", O_WRONLY | O_CREAT | O_TRUNC);
+    f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (f != NULL) {
         fprintf(f, "%s\n", now);
         if (fclose(f) == 0)
             rename(tmp, path);
+    } else if (fd >= 0) {
+        close(fd);
     }
     return rebooted;
 }
@@ -165,7 +175,8 @@ static int local_restore(struct history_local *l, int64_t now_ms, char *err,
         local_new_epoch(l, now_ms, "the journal lost records", err,
                         errlen) < 0)
         return -1;
-    if (local_rebooted(l->cfg.dir) && l->cfg.fsync != FSYNC_ALWAYS &&
+    if (local_rebooted(l->journal, l->cfg.dir) &&
+        l->cfg.fsync != FSYNC_ALWAYS &&
         !journal_lost_records(l->journal) &&
         local_new_epoch(l, now_ms,
                         "the machine restarted (fsync is not always)", err,

@@ -32,6 +32,11 @@
  *   off 44  source, topic, payload, entry id bytes (no NULs)
  * A record is at most RECORD_MAX bytes: a length beyond that is corrupt.
  *
+ * Trust: the directory must belong to this user and be writable by no
+ * one else, and every file in it is opened with O_NOFOLLOW and checked
+ * to be a regular file of ours (journal_open_file), so that nobody can
+ * make sluice truncate or overwrite another file through a link.
+ *
  * Invariants a reader must not break:
  * - a record is written with a single write(2), so a crash leaves at most
  *   one torn record, at the tail of the last segment;
@@ -172,7 +177,8 @@ static bool journal_parse_segment_name(const char *name, uint64_t *seq)
         return false;
     errno = 0;
     *seq = strtoull(name, &end, 10);
-    return errno == 0 && end == name + SEGMENT_DIGITS;
+    return errno == 0 && end == name + SEGMENT_DIGITS &&
+           *seq <= JOURNAL_SEQ_MAX;
 }
 
 /* Makes j->buf hold at least len bytes. 0, or -1 on ENOMEM. */
@@ -227,6 +233,34 @@ static void journal_fsync_dir(struct journal *j)
 /* Open: directory, lock, epoch, segment list                          */
 /* ------------------------------------------------------------------ */
 
+/* Refuses a directory that another user could write into. */
+static int journal_check_dir(struct journal *j, char *err, size_t errlen)
+{
+    struct stat st;
+
+    if (fstat(j->dir_fd, &st) != 0) {
+        snprintf(err, errlen, "history.dir %s: %s", j->dir, strerror(errno));
+        return -1;
+    }
+    if (st.st_uid != geteuid()) {
+        snprintf(err, errlen,
+                 "history.dir %s is owned by uid %u, not by the user sluice "
+                 "runs as (uid %u); refusing it: chown it or choose another "
+                 "directory", j->dir, (unsigned)st.st_uid,
+                 (unsigned)geteuid());
+        return -1;
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+        snprintf(err, errlen,
+                 "history.dir %s is writable by group or others (mode %04o); "
+                 "refusing it: other users could plant links or swap files "
+                 "there (chmod go-w it, or use a private subdirectory)",
+                 j->dir, (unsigned)(st.st_mode & 07777));
+        return -1;
+    }
+    return 0;
+}
+
 /* Opens (creating the last path component if needed) dir into j->dir_fd. */
 static int journal_open_dir(struct journal *j, char *err, size_t errlen)
 {
@@ -240,17 +274,48 @@ static int journal_open_dir(struct journal *j, char *err, size_t errlen)
         snprintf(err, errlen, "history.dir %s: %s", j->dir, strerror(errno));
         return -1;
     }
-    return 0;
+    return journal_check_dir(j, err, errlen);
+}
+
+int journal_open_file(struct journal *j, const char *name, int flags)
+{
+    struct stat st;
+    int fd = openat(j->dir_fd, name, flags | O_NOFOLLOW | O_CLOEXEC, 0640);
+    int saved;
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) != 0) {
+        saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+        close(fd);
+        errno = EPERM;
+        return -1;
+    }
+    return fd;
+}
+
+/* The reason a journal_open_file failed, for messages. */
+static const char *journal_open_error(int errnum)
+{
+    if (errnum == ELOOP)
+        return "a symbolic link (not followed)";
+    if (errnum == EPERM)
+        return "not a regular file owned by this user";
+    return strerror(errnum);
 }
 
 /* Takes the exclusive lock that keeps a second process out of the dir. */
 static int journal_lock(struct journal *j, char *err, size_t errlen)
 {
-    j->lock_fd = openat(j->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC,
-                        0640);
+    j->lock_fd = journal_open_file(j, "lock", O_RDWR | O_CREAT);
     if (j->lock_fd < 0) {
         snprintf(err, errlen, "history.dir %s: cannot open lock file: %s",
-                 j->dir, strerror(errno));
+                 j->dir, journal_open_error(errno));
         return -1;
     }
     if (flock(j->lock_fd, LOCK_EX | LOCK_NB) == 0)
@@ -286,8 +351,8 @@ static int journal_write_epoch(struct journal *j, int64_t epoch_ms,
 {
     char text[EPOCH_MAX_TEXT];
     int len = snprintf(text, sizeof(text), "%" PRId64 "\n", epoch_ms);
-    int fd = openat(j->dir_fd, "epoch.tmp",
-                    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    int fd = journal_open_file(j, "epoch.tmp",
+                               O_WRONLY | O_CREAT | O_TRUNC);
 
     if (fd < 0)
         goto fail;
@@ -304,7 +369,7 @@ static int journal_write_epoch(struct journal *j, int64_t epoch_ms,
 
 fail:
     snprintf(err, errlen, "history.dir %s: cannot write epoch file: %s",
-             j->dir, strerror(errno));
+             j->dir, journal_open_error(errno));
     return -1;
 }
 
@@ -320,7 +385,7 @@ static int journal_load_epoch(struct journal *j, int64_t now_ms,
     char *end;
     ssize_t n;
     long long v;
-    int fd = openat(j->dir_fd, "epoch", O_RDONLY | O_CLOEXEC);
+    int fd = journal_open_file(j, "epoch", O_RDONLY);
 
     if (fd < 0 && errno == ENOENT) {
         *epoch_ms = now_ms;
@@ -328,7 +393,7 @@ static int journal_load_epoch(struct journal *j, int64_t now_ms,
     }
     if (fd < 0) {
         snprintf(err, errlen, "history.dir %s: cannot read epoch file: %s",
-                 j->dir, strerror(errno));
+                 j->dir, journal_open_error(errno));
         return -1;
     }
     n = read(fd, text, sizeof(text) - 1);
@@ -439,7 +504,8 @@ static size_t journal_decode(const unsigned char *p, size_t avail,
         journal_crc(p + CRC_START, total - CRC_START) != journal_get_u32(p + 8))
         return 0;
     rec->seq = journal_get_u64(p + 12);
-    if (rec->seq < min_seq || p[28] > SOURCE_REDIS_STREAM || p[30] > 2)
+    if (rec->seq < min_seq || rec->seq > JOURNAL_SEQ_MAX ||
+        p[28] > SOURCE_REDIS_STREAM || p[30] > 2)
         return 0;
     rec->time_ms = (int64_t)journal_get_u64(p + 20);
     rec->type = (enum source_type)p[28];
@@ -555,10 +621,10 @@ static int journal_replay_segment(struct journal *j, size_t i,
     int fd;
 
     journal_segment_name(j->segs[i], name, sizeof(name));
-    fd = openat(j->dir_fd, name, O_RDWR | O_CLOEXEC);
+    fd = journal_open_file(j, name, O_RDWR);
     if (fd < 0 || fstat(fd, &st) != 0) {
         log_error("journal: %s/%s: cannot open: %s", j->dir, name,
-                  strerror(errno));
+                  journal_open_error(errno));
         goto out;
     }
     size = (size_t)st.st_size;
@@ -601,10 +667,10 @@ static int journal_open_tail(struct journal *j)
     if (j->nsegs == 0)
         return 0;
     journal_segment_name(j->segs[j->nsegs - 1], name, sizeof(name));
-    j->fd = openat(j->dir_fd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
+    j->fd = journal_open_file(j, name, O_WRONLY | O_APPEND);
     if (j->fd < 0 || fstat(j->fd, &st) != 0) {
         log_error("journal: %s/%s: cannot open: %s", j->dir, name,
-                  strerror(errno));
+                  journal_open_error(errno));
         return -1;
     }
     j->seg_size = (uint64_t)st.st_size;
@@ -713,11 +779,10 @@ static int journal_roll(struct journal *j, uint64_t seq)
     journal_segment_name(seq, name, sizeof(name));
     /* O_TRUNC is safe: seq > every stored seq, so a file of that name can
      * only be an empty leftover. */
-    fd = openat(j->dir_fd, name,
-                O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+    fd = journal_open_file(j, name, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND);
     if (fd < 0) {
         log_error("journal: %s/%s: cannot create: %s", j->dir, name,
-                  strerror(errno));
+                  journal_open_error(errno));
         return -1;
     }
     if (journal_add_segment(j, seq) != 0) {
@@ -789,9 +854,10 @@ int journal_append(struct journal *j, const struct message *msg,
     /* Never append after an unchecked tail: it may end in a torn record. */
     if (!j->replayed && journal_replay(j, NULL, NULL) != 0)
         return -1;
-    if (msg->seq <= j->last_seq) {
+    if (msg->seq <= j->last_seq || msg->seq > JOURNAL_SEQ_MAX) {
         log_error("journal: %s: seq %" PRIu64 " is not after %" PRIu64
-                  "; not stored", j->dir, msg->seq, j->last_seq);
+                  " (or beyond the seq limit); not stored", j->dir, msg->seq,
+                  j->last_seq);
         return -1;
     }
     if (j->tail_torn && journal_untear(j) != 0)

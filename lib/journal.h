@@ -51,7 +51,9 @@ struct journal_record {
  * Opens (creating if needed) the journal in dir. Reads or creates the
  * epoch file: *epoch_ms receives the stored epoch, or now_ms for a new
  * journal. Returns NULL with a message in err on failure (missing
- * permissions, not a directory...).
+ * permissions, not a directory, a directory not owned by this user or
+ * writable by group or others: anyone who can write there could plant
+ * links or swap files under sluice).
  */
 struct journal *journal_open(const char *dir, enum fsync_mode fsync,
                              int64_t now_ms, int64_t *epoch_ms, char *err,
@@ -89,6 +91,18 @@ bool journal_dirty(const struct journal *j);
 
 /* Deletes every segment whose records all have seq < first_seq. */
 void journal_trim(struct journal *j, uint64_t first_seq);
+
+/*
+ * Opens `name` inside the journal's directory with open(2) flags (mode
+ * 0640 when created), never following a symbolic link, and fails unless
+ * it is a regular file owned by this user (errno ELOOP for a link, EPERM
+ * otherwise). Returns a new descriptor (the caller closes it), or -1.
+ */
+int journal_open_file(struct journal *j, const char *name, int flags);
+
+/* Highest seq a record may carry: far beyond any real history (2^53, a
+ * million events a second for 285 years), far from wrapping a uint64_t. */
+#define JOURNAL_SEQ_MAX (UINT64_C(1) << 53)
 
 /* Syncs and closes. NULL is fine. */
 void journal_close(struct journal *j);

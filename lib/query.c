@@ -2,6 +2,14 @@
  * query.c - the query string of a stream request (SPEC 4): token,
  * lastEventId, topic (repeatable), snapshot. Unknown parameters are
  * ignored (cache busters); malformed ones are a 400.
+ *
+ * A ?topic= value is a pattern the client chooses and sluice then matches
+ * against every event the stream considers, replay included, so its cost
+ * is bounded here, before anything is matched: its length, how many there
+ * are, and the parts of a Redis glob that make a match expensive ('*',
+ * which backtracks, and "[...]" classes, which cost their length at every
+ * byte tried: at most two in a request). The limits hold for every source
+ * type: in an MQTT filter those characters are rare literals.
  */
 #include "lib/query.h"
 
@@ -10,7 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define QUERY_MAX_TOPICS 16
+#define QUERY_MAX_TOPICS 16      /* ?topic= values per request */
+#define QUERY_MAX_TOPIC_LEN 256  /* bytes of one value, decoded */
+#define QUERY_MAX_STARS 4        /* '*' in one value */
+#define QUERY_MAX_CLASSES 2      /* "[...]" classes in all values together */
+#define QUERY_MAX_CLASS_LEN 16   /* bytes of one class, brackets included */
 
 void query_clear(struct stream_query *q)
 {
@@ -38,6 +50,51 @@ static char *query_decode(const char *s, size_t len)
     }
     out[n] = '\0';
     return out;
+}
+
+/* The bytes of the class opening at p[0] == '[' up to and including its
+ * ']' (a backslash escapes one byte), or 0 when it is unterminated. */
+static size_t query_class_len(const char *p)
+{
+    size_t i = 1;
+
+    if (p[i] == '^')
+        i++;
+    while (p[i] != '\0' && p[i] != ']')
+        i += p[i] == '\\' && p[i + 1] != '\0' ? 2 : 1;
+    return p[i] == ']' ? i + 1 : 0;
+}
+
+/* Checks a ?topic= value against the cost limits above (classes counted
+ * over the whole request in *classes); NULL when it is acceptable, else
+ * the reason for the 400. */
+static const char *query_topic_refusal(const char *value, unsigned *classes)
+{
+    size_t stars = 0;
+
+    if (value[0] == '\0')
+        return "empty topic parameter";
+    if (strlen(value) > QUERY_MAX_TOPIC_LEN)
+        return "topic parameter longer than 256 bytes";
+    for (const char *p = value; *p != '\0'; p++) {
+        size_t len;
+        if (*p == '\\' && p[1] != '\0') {
+            p++;
+        } else if (*p == '*') {
+            if (++stars > QUERY_MAX_STARS)
+                return "topic parameter with more than 4 '*'";
+        } else if (*p == '[') {
+            len = query_class_len(p);
+            if (len == 0)
+                return "topic parameter with an unterminated '['";
+            if (len > QUERY_MAX_CLASS_LEN)
+                return "topic parameter with a [class] over 16 bytes";
+            if (++*classes > QUERY_MAX_CLASSES)
+                return "more than 2 [classes] in topic parameters";
+            p += len - 1;
+        }
+    }
+    return NULL;
 }
 
 static int query_add_topic(struct stream_query *q, char *value)
@@ -73,9 +130,14 @@ static int query_set(struct stream_query *q, const char *key,
             return -1;
         }
     } else if (strcmp(key, "topic") == 0) {
-        if (value[0] == '\0' || query_add_topic(q, value) < 0) {
+        const char *refusal = query_topic_refusal(value, &q->classes);
+        if (refusal == NULL && q->topics.count >= QUERY_MAX_TOPICS)
+            refusal = "more than 16 topic parameters";
+        if (refusal == NULL && query_add_topic(q, value) < 0)
+            refusal = "out of memory";
+        if (refusal != NULL) {
             free(value);
-            *why = "bad topic parameter";
+            *why = refusal;
             return -1;
         }
     } else {

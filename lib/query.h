@@ -11,6 +11,7 @@ struct stream_query {
     char *last_id;             /* ?lastEventId= */
     int snapshot;              /* ?snapshot=0|1; -1: the route's setting */
     struct config_strv topics; /* ?topic=, repeatable; pos unused */
+    unsigned classes;          /* "[...]" classes in topics (cost limit) */
 };
 
 /*

@@ -128,7 +128,7 @@ start mosquitto mosquitto -c "$state/mosquitto.conf"
 wait_port redis "$redis_port"
 wait_port mosquitto "$mqtt_port"
 
-mkdir -p "$state/history"
+mkdir -m 0700 "$state/history"
 export SLUICE_PORT=$sluice_port MQTT_PORT=$mqtt_port REDIS_PORT=$redis_port \
   DASHBOARD_PORT=$dashboard_port SLUICE_HISTORY_DIR=$state/history
 start sluice "$sluice_bin" -c "$demo/sluice.yaml"

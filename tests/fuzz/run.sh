@@ -9,7 +9,7 @@ seconds=${FUZZ_SECONDS:-10}
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 CC=clang cmake -S . -B "$build" -DSLUICE_FUZZ=ON -DSLUICE_WERROR=ON \
   -DCMAKE_BUILD_TYPE=Debug >/dev/null
-targets=(config route sse query auth)
+targets=(config route sse query auth http)
 cmake --build "$build" -j"$(nproc)" \
   --target "${targets[@]/#/fuzz_}" >/dev/null
 scratch=$(mktemp -d)

@@ -1,7 +1,8 @@
 /*
  * test_journal.c - lib/journal.c: round trips in every fsync mode, the
  * epoch file, segment roll, trim, recovery from torn, corrupt and garbage
- * segments, the directory lock, and replay stopped by its callback.
+ * segments, the directory lock, replay stopped by its callback, absurd
+ * seqs, and a directory or files that someone else could have planted.
  *
  * Each test works in its own mkdtemp directory, removed afterwards. The
  * segment size is the real JOURNAL_SEGMENT_BYTES (16 MiB): the roll tests
@@ -27,6 +28,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <zlib.h>
 
 #include "lib/journal.h"
 #include "lib/message.h"
@@ -986,6 +989,116 @@ static void test_dirty_flag(void **state)
     journal_close(NULL);
 }
 
+/* Writes little-endian v at p. */
+static void put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/*
+ * A record with a well-formed header and a valid CRC but an absurd seq
+ * (UINT64_MAX, which would wrap the history's next seq to 0, or just past
+ * JOURNAL_SEQ_MAX) is corrupt: replay stops before it.
+ */
+static void test_seq_absurd(void **state)
+{
+    static const uint64_t absurd[] = {UINT64_MAX, JOURNAL_SEQ_MAX + 1};
+    struct fixture *f = *state;
+    char *seg = segment_path(f->dir, 1);
+    unsigned char rec[SMALL_RECORD];
+    struct seen s = {0};
+    int fd;
+
+    for (size_t k = 0; k < sizeof(absurd) / sizeof(absurd[0]); k++) {
+        build_small(f->dir, 3 * k + 1, 3 * k + 3);
+        fd = open(seg, O_RDONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(read(fd, rec, sizeof(rec)), (ssize_t)sizeof(rec));
+        close(fd);
+        put_u64(rec + 12, absurd[k]);
+        put_u32(rec + 8, (uint32_t)crc32(0, rec + 12, sizeof(rec) - 12));
+        fd = open(seg, O_WRONLY | O_APPEND);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, rec, sizeof(rec)), (ssize_t)sizeof(rec));
+        close(fd);
+        replay_dir(f->dir, &s, 0);
+        assert_seqs(&s, 1, 3 * k + 3);
+        seen_free(&s);
+        assert_int_equal(file_size(seg), (3 * k + 3) * SMALL_RECORD);
+    }
+    free(seg);
+}
+
+/* A segment named after a seq beyond JOURNAL_SEQ_MAX is not ours. */
+static void test_segment_name_absurd(void **state)
+{
+    struct fixture *f = *state;
+    char *huge = path_in(f->dir, "18446744073709551615.log");
+    struct seen s = {0};
+
+    build_small(f->dir, 1, 2);
+    write_file(huge, "garbage", 7);
+    replay_dir(f->dir, &s, 0);
+    assert_seqs(&s, 1, 2);
+    seen_free(&s);
+    assert_int_equal(file_size(huge), 7); /* left alone */
+    free(huge);
+}
+
+/* A segment that is a symbolic link is refused, its target untouched. */
+static void test_symlinked_segment(void **state)
+{
+    struct fixture *f = *state;
+    char *seg = segment_path(f->dir, 1);
+    char *victim = path_in(f->dir, "victim");
+    struct seen s = {0};
+    struct capture cap;
+    char *log;
+
+    write_file(victim, "not a journal", 13);
+    assert_int_equal(symlink(victim, seg), 0);
+    capture_start(&cap);
+    replay_dir(f->dir, &s, -1);
+    log = capture_end(&cap);
+    seen_free(&s);
+    assert_non_null(strstr(log, "a symbolic link (not followed)"));
+    assert_int_equal(file_size(victim), 13);
+    free(log);
+    free(seg);
+    free(victim);
+}
+
+/* A directory others may write into, or that is not ours, is refused. */
+static void test_open_unsafe_dir(void **state)
+{
+    struct fixture *f = *state;
+    char *open_dir = path_in(f->dir, "open");
+    char err[256] = "";
+    int64_t epoch = 0;
+
+    assert_int_equal(mkdir(open_dir, 0700), 0);
+    assert_int_equal(chmod(open_dir, 0777), 0);
+    assert_null(journal_open(open_dir, FSYNC_NEVER, T0, &epoch, err,
+                             sizeof(err)));
+    assert_non_null(strstr(err, "writable by group or others (mode 0777)"));
+    assert_int_equal(chmod(open_dir, 0750), 0);
+    journal_close(open_ok(open_dir, FSYNC_NEVER, T0, NULL));
+    if (geteuid() == 0) {
+        assert_int_equal(chown(open_dir, 65534, 65534), 0);
+        assert_null(journal_open(open_dir, FSYNC_NEVER, T0, &epoch, err,
+                                 sizeof(err)));
+        assert_non_null(strstr(err, "owned by uid 65534"));
+    }
+    free(open_dir);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1012,6 +1125,10 @@ int main(void)
         T(test_short_write_undone),
         T(test_callback_stops),
         T(test_dirty_flag),
+        T(test_seq_absurd),
+        T(test_segment_name_absurd),
+        T(test_symlinked_segment),
+        T(test_open_unsafe_dir),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
