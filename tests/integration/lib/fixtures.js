@@ -117,9 +117,11 @@ const TIME_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 /*
  * Parses a json-format event, checks the envelope's fixed parts (id equal
- * to the SSE id, source, time format and recency, key set) and returns it.
+ * to the SSE id, source, time format, key set) and returns it. The time's
+ * recency is checked only when asked: recentMs (the event must be at most
+ * that old; replayed and restored events legitimately are not recent).
  */
-function parseEnvelope(frame, { source = 'cache', topic, encoding = false } = {}) {
+function parseEnvelope(frame, { source = 'cache', topic, encoding = false, recentMs } = {}) {
     assert.ok(frame.id !== null && ID_RE.test(frame.id), `bad SSE id ${JSON.stringify(frame.id)}`);
     const env = JSON.parse(frame.data);
     const keys = ['id', 'payload', 'source', 'time', 'topic'];
@@ -133,8 +135,11 @@ function parseEnvelope(frame, { source = 'cache', topic, encoding = false } = {}
         assert.equal(env.topic, topic);
     }
     assert.match(env.time, TIME_RE);
-    const age = Date.now() - Date.parse(env.time);
-    assert.ok(age > -2000 && age < 30000, `event time ${env.time} is not recent`);
+    if (recentMs !== undefined) {
+        const age = Date.now() - Date.parse(env.time);
+        assert.ok(age > -2000 && age <= recentMs,
+            `event time ${env.time} is ${age} ms old (at most ${recentMs} ms expected)`);
+    }
     return env;
 }
 
@@ -150,8 +155,48 @@ function uniquePayload(extra = {}) {
     return JSON.stringify({ n: counter, pid: process.pid, ...extra });
 }
 
+/*
+ * Reads every event of path from port until `want` events arrived, the way
+ * a browser does when the server cuts it (stream.max_pending, lifetime):
+ * on each end of the stream it reconnects with Last-Event-ID of the last
+ * event it holds. Asserts that no resume gives a reset and that the ids
+ * are strictly increasing with no duplicate (so nothing was repeated),
+ * and returns {events, cuts}. The caller checks the payloads (nothing
+ * lost). opts: {headers, timeoutMs (for the whole read), maxCuts}.
+ */
+async function readResuming(port, path, want, opts = {}) {
+    const { openSse } = require('./sse');
+    const deadline = Date.now() + (opts.timeoutMs || 30000);
+    const maxCuts = opts.maxCuts ?? 50;
+    const events = [];
+    let cuts = -1;
+    while (events.length < want) {
+        cuts += 1;
+        assert.ok(cuts <= maxCuts, `more than ${maxCuts} cuts; ${events.length} of ${want} events`);
+        const headers = { ...(opts.headers || {}) };
+        if (events.length > 0) {
+            headers['Last-Event-ID'] = events[events.length - 1].id;
+        }
+        const c = opts.first && cuts === 0 ? opts.first : await openSse(port, path, { headers });
+        try {
+            assert.equal(c.status, 200, `GET ${path}: ${c.raw.slice(0, 200)}`);
+            const left = Math.max(1, deadline - Date.now());
+            await c.waitUntil(() => events.length + c.events.length >= want || c.ended,
+                `${want - events.length} more events (cut ${cuts} times so far)`, left);
+            assert.ok(!c.frames.some((f) => f.event === 'reset'),
+                `no reset on resume ${cuts}: ${c.describe()}`);
+            events.push(...c.events.slice(0, want - events.length));
+        } finally {
+            c.close();
+        }
+    }
+    assertIncreasing(events.map((e) => e.id));
+    return { events, cuts };
+}
+
 module.exports = {
     ID_RE,
+    readResuming,
     assertIncreasing,
     compareIds,
     contentFrames,

@@ -9,9 +9,10 @@
  * or LF; "field: value" with one leading space stripped; a line without
  * a colon is a field with an empty value; "data" lines joined with "\n";
  * lines starting with ":" are comments, kept so heartbeats are visible.
- * A frame is {id, event, data, retry, comments, at}: id/event/retry are
+ * A frame is {id, event, data, retry, comments, at, atNs}: id/event/retry are
  * null when absent, data is null when the frame had no data line (a
- * browser dispatches only frames with data), retry is a number.
+ * browser dispatches only frames with data), retry is a number, at is
+ * Date.now() and atNs process.hrtime.bigint() when the frame completed.
  * Comments are also listed on client.comments as {text, at}, because a
  * heartbeat comment may not be followed by a blank line.
  *
@@ -72,6 +73,8 @@ class SseParser {
         if (text === '') {
             if (this.frameHasLines) {
                 this.frame.at = Date.now();
+                /* CLOCK_MONOTONIC on Linux (libuv's uv_hrtime), in ns. */
+                this.frame.atNs = process.hrtime.bigint();
                 this.onFrame(this.frame);
             }
             this.resetFrame();
