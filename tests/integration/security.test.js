@@ -22,6 +22,14 @@ const { connectRedis, startRedis } = require('./lib/redis');
 const { runSluice, startSluice, withLog, writeConfig } = require('./lib/sluice');
 
 const MiB = 1024 * 1024;
+/* Memory and latency bounds hold for a release build; a sanitizer build
+ * reports its figures only (see sanitizedBinary). */
+const SANITIZED = require('./lib/attack').sanitizedBinary(require('./lib/sluice').sluiceBin());
+function assertBound(ok, message) {
+    if (!SANITIZED) {
+        assert.ok(ok, message);
+    }
+}
 
 function baseConfig(redisPort, extra = '') {
     return [
@@ -82,8 +90,8 @@ describe('client input is bounded', () => {
             `RSS ${rss0} KiB before, max ${p.rssMaxKiB} KiB; /healthz p50 ${p.p50.toFixed(1)} ms, ` +
             `p99 ${p.p99.toFixed(1)} ms, max ${p.max.toFixed(1)} ms over ${p.latencies.length}; ` +
             `cut for input: ${dropped}`);
-        assert.ok(p.rssMaxKiB - rss0 < 32 * 1024, `RSS grew by ${p.rssMaxKiB - rss0} KiB`);
-        assert.ok(p.p99 < 50, `/healthz p99 ${p.p99} ms`);
+        assertBound(p.rssMaxKiB - rss0 < 32 * 1024, `RSS grew by ${p.rssMaxKiB - rss0} KiB`);
+        assertBound(p.p99 < 50, `/healthz p99 ${p.p99} ms`);
         assert.ok(dropped >= 1, 'streams cut for their input');
     });
 
@@ -128,8 +136,8 @@ describe('client input is bounded', () => {
         sock.destroy();
         t.diagnostic(`wrote ${(r.written / MiB).toFixed(1)} MiB of pipelined requests; RSS ${rss0} KiB ` +
             `before, max ${p.rssMaxKiB} KiB; /healthz p99 ${p.p99.toFixed(1)} ms`);
-        assert.ok(p.rssMaxKiB - rss0 < 32 * 1024, `RSS grew by ${p.rssMaxKiB - rss0} KiB`);
-        assert.ok(p.p99 < 50, `/healthz p99 ${p.p99} ms`);
+        assertBound(p.rssMaxKiB - rss0 < 32 * 1024, `RSS grew by ${p.rssMaxKiB - rss0} KiB`);
+        assertBound(p.p99 < 50, `/healthz p99 ${p.p99} ms`);
     });
 
     it('oversized headers and bodies are refused on every path', async () => {
@@ -330,7 +338,7 @@ describe('client-supplied topic patterns are bounded', () => {
             const p = await probe.stop();
             t.diagnostic(`${name}: /healthz p50 ${p.p50.toFixed(1)} ms, p99 ${p.p99.toFixed(1)} ms, ` +
                 `max ${p.max.toFixed(1)} ms over ${p.latencies.length} probes`);
-            assert.ok(p.max < 50, `${name}: /healthz max ${p.max} ms`);
+            assertBound(p.max < 50, `${name}: /healthz max ${p.max} ms`);
         }
     });
 });

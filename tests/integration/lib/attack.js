@@ -169,6 +169,17 @@ function tcpSockets(port) {
     return out;
 }
 
+/* True for a sanitizer build of sluice (ASan's quarantine holds freed
+ * memory and its checks slow everything): memory and latency bounds are
+ * then reported, not enforced. */
+function sanitizedBinary(bin) {
+    try {
+        return fs.readFileSync(bin).includes('AddressSanitizer');
+    } catch {
+        return false;
+    }
+}
+
 /* The value of one metric line (exact name with labels) in /metrics text. */
 function metricValue(text, name) {
     for (const line of text.split('\n')) {
@@ -179,4 +190,4 @@ function metricValue(text, name) {
     return null;
 }
 
-module.exports = { connect, flood, healthzOnce, metricValue, rawGet, startProbe, tcpSockets, vmRssKiB };
+module.exports = { sanitizedBinary, connect, flood, healthzOnce, metricValue, rawGet, startProbe, tcpSockets, vmRssKiB };
