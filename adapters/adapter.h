@@ -88,6 +88,10 @@ struct adapter_ops {
      * lists none (they are derived from the routes), -1 on ENOMEM. */
     int (*configured)(const struct source_config *cfg,
                       struct subscriptions *out);
+    /* Checks the source's URL as start() will parse it (lib/url.h plus
+     * the bus's own rules), so that a bad URL stops a start and --check
+     * with its position. 0, or -1 with why filled (no secrets). */
+    int (*check_url)(const char *url, char *why, size_t whylen);
     /* Starts connecting (asynchronously). 0, or -1 with why filled (e.g.
      * a URL that cannot be parsed). */
     int (*start)(struct source *src, char *why, size_t whylen);

@@ -58,11 +58,11 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/http.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
 #include "adapters/mqtt_subs.h"
+#include "lib/url.h"
 #include "lib/log.h"
 #include "lib/message.h"
 
@@ -139,105 +139,39 @@ static void mqtt_endpoint_clear(struct mqtt_endpoint *ep)
 }
 
 /*
- * Percent-decodes the `len` bytes at s into a new string (caller frees).
- * Returns NULL on ENOMEM or when the result would hold a NUL.
- */
-static char *mqtt_decode(const char *s, size_t len)
-{
-    char *raw = strndup(s, len);
-    char *out;
-    size_t out_len = 0;
-
-    if (raw == NULL)
-        return NULL;
-    out = evhttp_uridecode(raw, 0, &out_len);
-    free(raw);
-    if (out != NULL && strlen(out) != out_len) {
-        free(out);
-        return NULL;
-    }
-    return out;
-}
-
-/* Splits "user[:password]" (still percent-encoded) into ep. 0 or -1. */
-static int mqtt_parse_userinfo(const char *userinfo, struct mqtt_endpoint *ep)
-{
-    const char *colon = strchr(userinfo, ':');
-    size_t user_len = colon ? (size_t)(colon - userinfo) : strlen(userinfo);
-
-    ep->user = mqtt_decode(userinfo, user_len);
-    if (ep->user == NULL)
-        return -1;
-    if (colon == NULL)
-        return 0;
-    ep->password = mqtt_decode(colon + 1, strlen(colon + 1));
-    return ep->password ? 0 : -1;
-}
-
-/* Copies the host, dropping the brackets of an IPv6 literal. 0 or -1. */
-static int mqtt_copy_host(const char *host, struct mqtt_endpoint *ep)
-{
-    size_t len = strlen(host);
-
-    if (len >= 2 && host[0] == '[' && host[len - 1] == ']')
-        ep->host = strndup(host + 1, len - 2);
-    else
-        ep->host = strdup(host);
-    return ep->host ? 0 : -1;
-}
-
-/*
  * Parses "mqtt[s]://[user[:pass]@]host[:port][/]" into ep (which it owns
- * afterwards; clear with mqtt_endpoint_clear, also on failure). The URL
- * grammar is libevent's (evhttp_uri_parse), which also handles IPv6
- * literals. Error texts never quote the URL: it may hold a password.
+ * afterwards; clear with mqtt_endpoint_clear, also on failure), with the
+ * one broker URL parser (lib/url.h). Error texts never quote the URL: it
+ * may hold a password.
  */
-static int mqtt_parse_url(const char *url, struct mqtt_endpoint *ep, char *why,
-                          size_t whylen)
+static int mqtt_parse_url(const char *text, struct mqtt_endpoint *ep,
+                          char *why, size_t whylen)
 {
-    struct evhttp_uri *uri = evhttp_uri_parse_with_flags(url, 0);
-    const char *scheme, *host, *path, *userinfo;
+    struct url url;
     int rc = -1;
 
     memset(ep, 0, sizeof(*ep));
-    if (uri == NULL) {
-        snprintf(why, whylen, "url cannot be parsed");
-        return -1;
-    }
-    scheme = evhttp_uri_get_scheme(uri);
-    host = evhttp_uri_get_host(uri);
-    path = evhttp_uri_get_path(uri);
-    userinfo = evhttp_uri_get_userinfo(uri);
-    if (scheme != NULL && strcasecmp(scheme, "mqtts") == 0) {
+    if (url_parse(text, &url, why, whylen) < 0)
+        goto out;
+    if (strcmp(url.scheme, "mqtts") == 0) {
         ep->tls = true;
-    } else if (scheme == NULL || strcasecmp(scheme, "mqtt") != 0) {
+    } else if (strcmp(url.scheme, "mqtt") != 0) {
         snprintf(why, whylen, "url scheme must be mqtt:// or mqtts://");
         goto out;
     }
-    if (host == NULL || host[0] == '\0') {
-        snprintf(why, whylen, "url has no host");
+    if (url.path[0] != '\0' && strcmp(url.path, "/") != 0) {
+        snprintf(why, whylen, "url must not have a path");
         goto out;
     }
-    if ((path != NULL && path[0] != '\0' && strcmp(path, "/") != 0) ||
-        evhttp_uri_get_query(uri) || evhttp_uri_get_fragment(uri)) {
-        snprintf(why, whylen, "url must not have a path or query");
-        goto out;
-    }
-    ep->port = evhttp_uri_get_port(uri);
-    if (ep->port == -1)
-        ep->port = ep->tls ? MQTTS_PORT : MQTT_PORT;
-    if (ep->port <= 0 || ep->port > 65535) {
-        snprintf(why, whylen, "url port out of range");
-        goto out;
-    }
-    if (mqtt_copy_host(host, ep) != 0 ||
-        (userinfo != NULL && mqtt_parse_userinfo(userinfo, ep) != 0)) {
-        snprintf(why, whylen, "url user, password or host: bad encoding");
-        goto out;
-    }
+    ep->port = url.port != -1 ? url.port : ep->tls ? MQTTS_PORT : MQTT_PORT;
+    /* Moved, not copied: url_clear frees (and wipes) what is left. */
+    ep->host = url.host;
+    ep->user = url.user;
+    ep->password = url.password;
+    url.host = url.user = url.password = NULL;
     rc = 0;
 out:
-    evhttp_uri_free(uri);
+    url_clear(&url);
     return rc;
 }
 
@@ -885,6 +819,16 @@ static int mqtt_resubscribe(struct source *src, struct subscriptions *subs)
     return rc;
 }
 
+/* adapter_ops.check_url. */
+static int mqtt_check_url(const char *url, char *why, size_t whylen)
+{
+    struct mqtt_endpoint ep;
+    int rc = mqtt_parse_url(url, &ep, why, whylen);
+
+    mqtt_endpoint_clear(&ep);
+    return rc;
+}
+
 /* adapter_ops.configured: the `subscribe` filters. */
 static int mqtt_configured(const struct source_config *cfg,
                            struct subscriptions *out)
@@ -899,6 +843,7 @@ const struct adapter_ops mqtt_adapter_ops = {
     .exact_verb = "SUBSCRIBE",
     .pattern_verb = "SUBSCRIBE",
     .configured = mqtt_configured,
+    .check_url = mqtt_check_url,
     .start = mqtt_start,
     .stop = mqtt_stop,
     .resubscribe = mqtt_resubscribe,

@@ -566,6 +566,7 @@ const struct adapter_ops redis_adapter_ops = {
     .exact_verb = "SUBSCRIBE",
     .pattern_verb = "PSUBSCRIBE",
     .configured = redis_configured,
+    .check_url = redis_conn_check_url,
     .start = redis_start,
     .stop = redis_stop,
     .resubscribe = redis_resubscribe,

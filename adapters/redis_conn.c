@@ -33,11 +33,11 @@
 #include <strings.h>
 
 #include <event2/event.h>
-#include <event2/http.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/adapters/libevent.h>
 
 #include "adapters/adapter.h"
+#include "lib/url.h"
 #include "lib/log.h"
 
 #define REDIS_CONN_PORT 6379
@@ -124,57 +124,6 @@ static int64_t redis_conn_env_ms(const char *name, int64_t def)
 
 /* ---- URL -------------------------------------------------------------- */
 
-/* Percent-decodes `text` into a new string in *out. Refuses %00, which
- * would silently cut a password short. 0, or -1 with why filled. */
-static int redis_conn_url_decode(const char *text, char **out,
-                                 const char *what, char *why, size_t whylen)
-{
-    size_t len = 0;
-    char *dec = evhttp_uridecode(text, 0, &len);
-
-    if (dec == NULL) {
-        snprintf(why, whylen, "out of memory");
-        return -1;
-    }
-    if (strlen(dec) != len) {
-        free(dec);
-        snprintf(why, whylen, "redis URL: the %s contains %%00", what);
-        return -1;
-    }
-    *out = dec;
-    return 0;
-}
-
-/*
- * Userinfo as redis-cli reads it: "user:password", ":password", or a bare
- * "password" (no colon). Both parts are percent-decoded.
- */
-static int redis_conn_url_userinfo(struct redis_conn *conn,
-                                   const char *userinfo, char *why,
-                                   size_t whylen)
-{
-    const char *colon = strchr(userinfo, ':');
-    char *user = NULL;
-    int rc;
-
-    if (colon == NULL)
-        return redis_conn_url_decode(userinfo, &conn->password, "password",
-                                     why, whylen);
-    if (colon > userinfo) {
-        user = strndup(userinfo, (size_t)(colon - userinfo));
-        if (user == NULL) {
-            snprintf(why, whylen, "out of memory");
-            return -1;
-        }
-        rc = redis_conn_url_decode(user, &conn->user, "user", why, whylen);
-        free(user);
-        if (rc < 0)
-            return -1;
-    }
-    return redis_conn_url_decode(colon + 1, &conn->password, "password", why,
-                                 whylen);
-}
-
 /* The path: "" or "/" for db 0, "/N" for db N. 0, or -1 with why. */
 static int redis_conn_url_db(struct redis_conn *conn, const char *path,
                              char *why, size_t whylen)
@@ -196,75 +145,66 @@ bad:
     return -1;
 }
 
-/* Host without IPv6 brackets, and the "host:port" label for messages. */
-static int redis_conn_url_host(struct redis_conn *conn, const char *host,
-                               char *why, size_t whylen)
-{
-    size_t len = strlen(host);
-    bool v6 = len >= 2 && host[0] == '[' && host[len - 1] == ']';
-
-    if (len == 0 || (v6 && len == 2)) {
-        snprintf(why, whylen, "redis URL: no host");
-        return -1;
-    }
-    conn->host = v6 ? strndup(host + 1, len - 2) : strdup(host);
-    if (conn->host == NULL) {
-        snprintf(why, whylen, "out of memory");
-        return -1;
-    }
-    snprintf(conn->where, sizeof(conn->where), v6 ? "[%s]:%d" : "%s:%d",
-             conn->host, conn->port);
-    return 0;
-}
-
 /*
- * Parses redis://[[user]:password@]host[:port][/db] into conn, with
- * libevent's RFC 3986 parser. Messages in why never quote the URL (it may
- * hold a password). 0, or -1 with why filled.
+ * Parses redis://[[user]:password@]host[:port][/db] into conn with the one
+ * broker URL parser (lib/url.h). Userinfo as redis-cli reads it:
+ * "user:password", ":password", or a bare "password" (no colon). Messages
+ * in why never quote the URL (it may hold a password). 0, or -1 with why.
  */
-static int redis_conn_url_parse(struct redis_conn *conn, const char *url,
+static int redis_conn_url_parse(struct redis_conn *conn, const char *text,
                                 char *why, size_t whylen)
 {
-    struct evhttp_uri *uri;
-    const char *userinfo;
+    struct url url;
     int rc = -1;
 
-    if (strncasecmp(url, "rediss://", 9) == 0) {
+    if (url_parse(text, &url, why, whylen) < 0)
+        goto out;
+    if (strcmp(url.scheme, "rediss") == 0) {
         snprintf(why, whylen, REDIS_CONN_TLS_WHY);
-        return -1;
+        goto out;
     }
-    if (strncasecmp(url, "redis://", 8) != 0) {
+    if (strcmp(url.scheme, "redis") != 0) {
         snprintf(why, whylen, "the URL of a redis source must start with "
                               "redis://");
-        return -1;
-    }
-    uri = evhttp_uri_parse(url);
-    if (uri == NULL) {
-        snprintf(why, whylen, "malformed redis URL (a bad port, or a "
-                              "character in the password that needs "
-                              "%%-encoding?)");
-        return -1;
-    }
-    if (evhttp_uri_get_query(uri) || evhttp_uri_get_fragment(uri)) {
-        snprintf(why, whylen, "redis URL: no query or fragment allowed");
         goto out;
     }
-    conn->port = evhttp_uri_get_port(uri);
-    if (conn->port == -1)
-        conn->port = REDIS_CONN_PORT;
-    if (conn->port == 0) {
-        snprintf(why, whylen, "redis URL: port 0");
+    if (redis_conn_url_db(conn, url.path, why, whylen) < 0)
         goto out;
+    conn->port = url.port != -1 ? url.port : REDIS_CONN_PORT;
+    snprintf(conn->where, sizeof(conn->where),
+             url.ipv6 ? "[%s]:%d" : "%s:%d", url.host, conn->port);
+    /* Moved, not copied: url_clear frees (and wipes) what is left. */
+    conn->host = url.host;
+    url.host = NULL;
+    if (url.password != NULL) {
+        conn->password = url.password;
+        url.password = NULL;
+        if (url.user != NULL && url.user[0] != '\0') {
+            conn->user = url.user;
+            url.user = NULL;
+        }
+    } else if (url.user != NULL) {
+        conn->password = url.user;
+        url.user = NULL;
     }
-    if (redis_conn_url_host(conn, evhttp_uri_get_host(uri), why, whylen) < 0 ||
-        redis_conn_url_db(conn, evhttp_uri_get_path(uri), why, whylen) < 0)
-        goto out;
-    userinfo = evhttp_uri_get_userinfo(uri);
-    if (userinfo && redis_conn_url_userinfo(conn, userinfo, why, whylen) < 0)
-        goto out;
     rc = 0;
 out:
-    evhttp_uri_free(uri);
+    url_clear(&url);
+    return rc;
+}
+
+int redis_conn_check_url(const char *url, char *why, size_t whylen)
+{
+    struct redis_conn conn;
+    int rc;
+
+    memset(&conn, 0, sizeof(conn));
+    rc = redis_conn_url_parse(&conn, url, why, whylen);
+    if (conn.password != NULL)
+        explicit_bzero(conn.password, strlen(conn.password));
+    free(conn.password);
+    free(conn.user);
+    free(conn.host);
     return rc;
 }
 

@@ -76,6 +76,10 @@ struct redis_conn_ops {
  * Returns a new connection (free with redis_conn_free), or NULL with why
  * filled (never quoting the URL, which may hold a password).
  */
+/* adapter_ops.check_url of both redis adapters: parses url as a
+ * connection would. 0, or -1 with why filled (never quoting the URL). */
+int redis_conn_check_url(const char *url, char *why, size_t whylen);
+
 struct redis_conn *redis_conn_new(struct source *src,
                                   const struct redis_conn_ops *ops,
                                   void *owner, char *why, size_t whylen);

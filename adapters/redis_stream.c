@@ -768,6 +768,7 @@ const struct adapter_ops redis_stream_adapter_ops = {
     .exact_verb = "XREAD",
     .pattern_verb = "XREAD",
     .configured = redis_stream_configured,
+    .check_url = redis_conn_check_url,
     .start = redis_stream_start,
     .stop = redis_stream_stop,
     .resubscribe = redis_stream_resubscribe,

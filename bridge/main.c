@@ -96,6 +96,25 @@ static bool main_is_loopback(const char *host)
 }
 
 /* Loads the config and routes; prints errors and returns -1 on failure. */
+/* Every source's URL, parsed as its adapter will: FILE:LINE:COL errors
+ * (never the URL: it may hold a password). 0, or -1 after printing. */
+static int main_check_urls(const struct config *cfg)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        const struct source_config *sc = &cfg->sources[i];
+        char why[160];
+        if (adapter_for_type(sc->type)->check_url(sc->url, why,
+                                                  sizeof(why)) == 0)
+            continue;
+        fprintf(stderr, "%s:%d:%d: %s\n", cfg->file, sc->url_pos.line,
+                sc->url_pos.col, why);
+        rc = -1;
+    }
+    return rc;
+}
+
 static int main_load(const char *path, struct config **cfg,
                      struct route_table **routes)
 {
@@ -106,6 +125,11 @@ static int main_load(const char *path, struct config **cfg,
     if (*cfg == NULL) {
         fputs(errors != NULL ? errors : "config: out of memory\n", stderr);
         free(errors);
+        return -1;
+    }
+    if (main_check_urls(*cfg) < 0) {
+        config_free(*cfg);
+        *cfg = NULL;
         return -1;
     }
     *routes = route_table_build(*cfg, &errors);

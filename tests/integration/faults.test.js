@@ -297,6 +297,8 @@ describe('a broker that accepts TCP and never answers', () => {
             '    topics: ["silentredis:{ch}"]',
             '  - path: /m/{t*}',
             '    topics: ["silentmqtt:{t}"]',
+            '# the reasons on /readyz are opt-in (default: "NAME: down" only)',
+            'readyz_details: true',
             'logging: {level: info, format: text}',
             '',
         ].join('\n'), { ready: false, env: { ...process.env, SLUICE_REDIS_HANDSHAKE_MS: '1000' } });
@@ -378,6 +380,7 @@ describe('wrong Redis password', () => {
             'routes:',
             '  - path: /a/{ch}',
             '    topics: ["cache:{ch}"]',
+            'readyz_details: true',
             'logging: {level: debug, format: text}',
             '',
         ].join('\n'), { ready: false });

@@ -239,12 +239,13 @@ static void test_url_errors(void **state)
                        "ships 0.14");
     expect_start_error(fx, "http://:hunter2@example.net", "redis://");
     expect_start_error(fx, "redis://:hunter2@example.net:0", "port");
-    expect_start_error(fx, "redis://:hunter2@example.net:99999", "malformed");
+    expect_start_error(fx, "redis://:hunter2@example.net:99999", "port");
     expect_start_error(fx, "redis://:hunter2@example.net/abc", "/DB");
     expect_start_error(fx, "redis://:hunter2@example.net/1x", "/DB");
     expect_start_error(fx, "redis://:hunter2@example.net/0?x=1", "query");
     expect_start_error(fx, "redis://:hunter2@", "host");
-    expect_start_error(fx, "redis://:hunter2%00x@example.net", "%00");
+    expect_start_error(fx, "redis://:hunter2%00x@example.net", "%-escape");
+    expect_start_error(fx, "redis://:hunter2%zz@example.net", "%-escape");
     assert_int_equal(fx->h.nstates, 0); /* a failed start reports nothing */
 
     /* The Streams adapter shares the URL parser (redis_conn.c). */
