@@ -353,7 +353,7 @@ struct stream_catchup {
 };
 
 /* Messages examined per loop turn while catching up. */
-#define STREAM_REPLAY_WORK 4096
+#define STREAM_REPLAY_WORK 512
 /* Messages read from the history at a time. */
 #define STREAM_REPLAY_READ 64
 
