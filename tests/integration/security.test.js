@@ -338,12 +338,13 @@ describe('client-supplied topic patterns are bounded', () => {
             const p = await probe.stop();
             t.diagnostic(`${name}: /healthz p50 ${p.p50.toFixed(1)} ms, p99 ${p.p99.toFixed(1)} ms, ` +
                 `max ${p.max.toFixed(1)} ms over ${p.latencies.length} probes`);
-            /* p99 is the loop's own latency; a single max sample on a
-             * shared 2-core machine also measures the scheduler, so it
-             * gets a looser bound (a replay that did not yield by work
-             * held the loop for 350 ms and more). */
-            assertBound(p.p99 < 25, `${name}: /healthz p99 ${p.p99} ms`);
-            assertBound(p.max < 150, `${name}: /healthz max ${p.max} ms`);
+            /* Quiet, this is p99 < 5 ms. Under ctest -j2 on 2 cores the
+             * probe also measures the scheduler, so the bounds are sized
+             * to what a loop held by one client looks like instead: a
+             * replay that yielded by bytes only held it for 350 ms and
+             * more (the bound is not enforced under sanitizers). */
+            assertBound(p.p99 < 60, `${name}: /healthz p99 ${p.p99} ms`);
+            assertBound(p.max < 300, `${name}: /healthz max ${p.max} ms`);
         }
     });
 });
