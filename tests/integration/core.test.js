@@ -275,7 +275,16 @@ describe('heartbeats (stream.heartbeat: 1s)', () => {
             await eu.waitUntil(() => eu.events.some((e) => e.id === checkpoint.id),
                 `an orders:eu event with the checkpoint's id ${checkpoint.id}`, 1000);
             assert.equal(us.events.length, 0, us.describe());
-            assert.deepEqual(dispatched, [], 'EventSource dispatches nothing for an id-only frame');
+            /* The EventSource got the same id-only frame (it is on the
+             * same stream); a marker event on orders:us then ends the
+             * check: the EventSource must have dispatched that marker and
+             * nothing before it (an id-only frame dispatches nothing). */
+            const marker = uniquePayload({ marker: 'us' });
+            await ctx.pub.publish('orders:us', marker);
+            await us.waitForEvents(1);
+            await waitFor(() => dispatched.length > 0, 'the EventSource to dispatch the marker');
+            assert.deepEqual(dispatched.map((d) => JSON.stringify(JSON.parse(d).payload)), [marker],
+                'EventSource dispatched only the marker, nothing for the id-only frame');
         } finally {
             es.close();
             us.close();
