@@ -119,8 +119,11 @@ describe('json envelope', () => {
             const events = await c.waitForEvents(10);
             assert.deepEqual(events.map((e) => JSON.stringify(parseEnvelope(e).payload)), sent);
             assertIncreasing(events.map((e) => e.id));
-            await sleep(200);
-            assert.equal(c.events.length, 10, `no extra events: ${c.describe()}`);
+            /* "Once": a marker published after them ends the count. */
+            const marker = uniquePayload({ marker: true });
+            await ctx.pub.publish('orders:eu', marker);
+            await c.waitUntil(() => c.events.some((e) => e.data.includes(marker)), 'the marker');
+            assert.equal(c.events.length, 11, `no extra events before the marker: ${c.describe()}`);
         } finally {
             c.close();
         }
@@ -138,9 +141,16 @@ describe('routing', () => {
             const [ev] = await us.waitForEvents(1);
             assert.equal(JSON.stringify(parseEnvelope(ev, { topic: 'orders:us' }).payload), marker);
             await eu.waitForEvents(1);
-            await sleep(100);
-            assert.equal(us.events.length, 1, us.describe());
-            assert.equal(eu.events.length, 1, eu.describe());
+            /* End marker on orders:eu, published after everything: once it
+             * is on /orders/eu, /orders/us has had its chance too. */
+            const end = uniquePayload({ end: true });
+            await ctx.pub.publish('orders:eu', end);
+            await eu.waitForEvents(2);
+            const probe = uniquePayload({ probe: true });
+            await ctx.pub.publish('orders:us', probe);
+            await us.waitForEvents(2);
+            assert.equal(JSON.stringify(parseEnvelope(us.events[1]).payload), probe, us.describe());
+            assert.equal(eu.events.length, 2, eu.describe());
         } finally {
             us.close();
             eu.close();
@@ -172,8 +182,10 @@ describe('routing', () => {
             const events = await c.waitForEvents(2);
             assert.deepEqual(events.map((e) => parseEnvelope(e).payload), ['eu', 'eu2']);
             assert.deepEqual(events.map((e) => e.event), ['orders:eu', 'orders:eu']);
-            await sleep(100);
-            assert.equal(c.events.length, 2, c.describe());
+            await ctx.pub.publish('orders:asia', '"asia2"');
+            await ctx.pub.publish('orders:eu', '"end"');
+            await c.waitForEvents(3);
+            assert.deepEqual(c.events.map((e) => parseEnvelope(e).payload), ['eu', 'eu2', 'end'], c.describe());
         } finally {
             c.close();
         }
