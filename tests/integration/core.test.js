@@ -119,8 +119,11 @@ describe('json envelope', () => {
             const events = await c.waitForEvents(10);
             assert.deepEqual(events.map((e) => JSON.stringify(parseEnvelope(e).payload)), sent);
             assertIncreasing(events.map((e) => e.id));
-            await sleep(200);
-            assert.equal(c.events.length, 10, `no extra events: ${c.describe()}`);
+            /* "Once": a marker published after them ends the count. */
+            const marker = uniquePayload({ marker: true });
+            await ctx.pub.publish('orders:eu', marker);
+            await c.waitUntil(() => c.events.some((e) => e.data.includes(marker)), 'the marker');
+            assert.equal(c.events.length, 11, `no extra events before the marker: ${c.describe()}`);
         } finally {
             c.close();
         }
@@ -138,9 +141,16 @@ describe('routing', () => {
             const [ev] = await us.waitForEvents(1);
             assert.equal(JSON.stringify(parseEnvelope(ev, { topic: 'orders:us' }).payload), marker);
             await eu.waitForEvents(1);
-            await sleep(100);
-            assert.equal(us.events.length, 1, us.describe());
-            assert.equal(eu.events.length, 1, eu.describe());
+            /* End marker on orders:eu, published after everything: once it
+             * is on /orders/eu, /orders/us has had its chance too. */
+            const end = uniquePayload({ end: true });
+            await ctx.pub.publish('orders:eu', end);
+            await eu.waitForEvents(2);
+            const probe = uniquePayload({ probe: true });
+            await ctx.pub.publish('orders:us', probe);
+            await us.waitForEvents(2);
+            assert.equal(JSON.stringify(parseEnvelope(us.events[1]).payload), probe, us.describe());
+            assert.equal(eu.events.length, 2, eu.describe());
         } finally {
             us.close();
             eu.close();
@@ -172,8 +182,10 @@ describe('routing', () => {
             const events = await c.waitForEvents(2);
             assert.deepEqual(events.map((e) => parseEnvelope(e).payload), ['eu', 'eu2']);
             assert.deepEqual(events.map((e) => e.event), ['orders:eu', 'orders:eu']);
-            await sleep(100);
-            assert.equal(c.events.length, 2, c.describe());
+            await ctx.pub.publish('orders:asia', '"asia2"');
+            await ctx.pub.publish('orders:eu', '"end"');
+            await c.waitForEvents(3);
+            assert.deepEqual(c.events.map((e) => parseEnvelope(e).payload), ['eu', 'eu2', 'end'], c.describe());
         } finally {
             c.close();
         }
@@ -275,7 +287,16 @@ describe('heartbeats (stream.heartbeat: 1s)', () => {
             await eu.waitUntil(() => eu.events.some((e) => e.id === checkpoint.id),
                 `an orders:eu event with the checkpoint's id ${checkpoint.id}`, 1000);
             assert.equal(us.events.length, 0, us.describe());
-            assert.deepEqual(dispatched, [], 'EventSource dispatches nothing for an id-only frame');
+            /* The EventSource got the same id-only frame (it is on the
+             * same stream); a marker event on orders:us then ends the
+             * check: the EventSource must have dispatched that marker and
+             * nothing before it (an id-only frame dispatches nothing). */
+            const marker = uniquePayload({ marker: 'us' });
+            await ctx.pub.publish('orders:us', marker);
+            await us.waitForEvents(1);
+            await waitFor(() => dispatched.length > 0, 'the EventSource to dispatch the marker');
+            assert.deepEqual(dispatched.map((d) => JSON.stringify(JSON.parse(d).payload)), [marker],
+                'EventSource dispatched only the marker, nothing for the id-only frame');
         } finally {
             es.close();
             us.close();

@@ -333,12 +333,23 @@ describe('slowloris', () => {
         });
 });
 
-test('table of responses', (t) => {
+/* The table is printed, and it is also a check: every malformed case ran
+ * (none skipped or lost) and its row shows a 4xx or a close, never a 2xx,
+ * a 5xx or a hang. */
+test('table of responses: every malformed case ran and was refused', (t) => {
     const width = Math.max(...table.map(([name]) => name.length));
     t.diagnostic('hostile client case -> what sluice sent back');
     for (const [name, what] of table) {
         t.diagnostic(`${name.padEnd(width)}  ${what}`);
     }
+    for (const [name] of CASES) {
+        const rows = table.filter(([n]) => n === name);
+        assert.equal(rows.length, 1, `case "${name}" has ${rows.length} rows in the table (did it run?)`);
+        assert.match(rows[0][1], /^(4\d\d [^,+]*|no response), (closed|kept open), \d+ ms$/,
+            `case "${name}": ${rows[0][1]}`);
+    }
+    assert.ok(table.some(([n]) => n === 'slowloris (50 trickling)'), 'the slowloris case ran');
+    assert.match(table.find(([n]) => n === 'slowloris (50 trickling)')[1], /^all closed by sluice/);
 });
 
 it('SIGTERM: exit 0 and no sanitizer report', async () => {

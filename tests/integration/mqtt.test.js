@@ -10,7 +10,8 @@
  * exactly 1 MiB and one byte over, MQTT 5, one event per message despite
  * overlapping filters (3.1.1 and 5), a QoS 1 persistent session across a
  * sluice restart (history.dir), a broker restart under open streams, and
- * a measurement of the ingest rate (20,000 QoS 0 messages).
+ * a QoS 1 flood with zero loss (10,000 messages) and the QoS 0 ingest
+ * rate (20,000 messages, a stated floor of 50%).
  *
  * Each group runs its own mosquitto and sluice, so retained messages,
  * sessions and counters of one group never reach another.
@@ -21,7 +22,9 @@ const { httpRequest, openSse } = require('./lib/sse');
 const { makeTempDir, sleep, spawnTracked, waitFor, withTimeout } = require('./lib/procs');
 const { mqttPublish, startMosquitto } = require('./lib/mosquitto');
 const { startSluice, withLog } = require('./lib/sluice');
-const { ID_RE, assertIncreasing, contentFrames, uniquePayload } = require('./lib/fixtures');
+const { ID_RE, assertIncreasing, contentFrames, readResuming, uniquePayload } = require('./lib/fixtures');
+
+const RUN_TAG = `${process.pid}-${Date.now()}`;
 
 const MIB = 1 << 20;
 const TIME_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -125,7 +128,9 @@ const TOO_LARGE = 'sluice_events_too_large_total{source="plant"}';
 function useMqttSluice(opts = {}, beforeStart = async () => {}) {
     const own = { mosq: null, sluice: null };
     before(async () => {
-        own.mosq = await startMosquitto();
+        /* Unlimited queue for sluice's session: a QoS 1 flood must not be
+         * dropped by the broker when sluice (ASan, a loaded machine) lags. */
+        own.mosq = await startMosquitto(undefined, { extraConf: ['max_queued_messages 0'] });
         await beforeStart(own.mosq.port);
         own.sluice = await startSluice(mqttConfig(own.mosq.port, opts));
     });
@@ -344,40 +349,74 @@ for (const protocol of [4, 5]) {
             }
         });
 
-        it('measures the ingest rate: 20,000 QoS 0 messages of 128 bytes', async (t) => {
-            const N = 20000;
-            const c = await open(own.sluice, '/raw/bench/rate');
-            try {
-                const lines = [];
-                for (let i = 0; i < N; i++) {
-                    lines.push(String(i).padStart(8, '0') + 'x'.repeat(120));
-                }
-                const child = spawnTracked('mosquitto_pub',
-                    ['-h', '127.0.0.1', '-p', String(own.mosq.port), '-t', 'bench/rate', '-q', '0', '-l',
-                        '-V', protocol === 5 ? 'mqttv5' : 'mqttv311'],
-                    { stdio: ['pipe', 'pipe', 'pipe'] });
-                child.stdin.end(`${lines.join('\n')}\n`);
-                const start = Date.now();
-                const exit = await withTimeout(child.exited, 'mosquitto_pub -l', 30000);
-                assert.equal(exit.code, 0, `mosquitto_pub -l: ${child.output}`);
-                /* frames[0] is the retry frame; frames.length is cheap to poll. */
-                await c.waitUntil(() => c.frames.length >= N + 1, `${N} events`, 30000);
-                const events = c.frames.slice(1);
-                assert.equal(events.length, N);
-                events.forEach((e, i) => {
-                    if (e.data !== lines[i]) {
-                        assert.fail(`event ${i}: ${JSON.stringify(e.data)} != ${lines[i]}`);
-                    }
-                });
-                const span = events[N - 1].at - events[0].at;
-                const rate = Math.round(N / (Math.max(span, 1) / 1000));
-                const msg = `MQTT ${protocol} ingest: ${N} QoS 0 messages of 128 bytes in ${span} ms `
-                    + `first to last received = ${rate} events/s `
-                    + `(mosquitto_pub exited ${Date.now() - start} ms or less after its start)`;
-                t.diagnostic(msg);
-            } finally {
-                c.close();
+        /* Runs mosquitto_pub -l with one message per line at qos; returns
+         * the lines (n messages, then trailer) and the ms it took. */
+        async function flood(topic, n, qos, trailer = []) {
+            const lines = [];
+            for (let i = 0; i < n; i++) {
+                lines.push(String(i).padStart(8, '0') + 'x'.repeat(120));
             }
+            lines.push(...trailer);
+            const child = spawnTracked('mosquitto_pub',
+                ['-h', '127.0.0.1', '-p', String(own.mosq.port), '-t', topic, '-q', String(qos), '-l',
+                    '-V', protocol === 5 ? 'mqttv5' : 'mqttv311'],
+                { stdio: ['pipe', 'pipe', 'pipe'] });
+            child.stdin.end(`${lines.join('\n')}\n`);
+            const start = Date.now();
+            const exit = await withTimeout(child.exited, 'mosquitto_pub -l', 60000);
+            assert.equal(exit.code, 0, `mosquitto_pub -l: ${child.output}`);
+            return { lines, publishMs: Date.now() - start };
+        }
+
+        /* Loss must be zero: QoS 1 end to end (the broker's queue for
+         * sluice is unlimited here, see useMqttSluice). The reader resumes
+         * by id if sluice's slow-client cut hits it under load. */
+        it('a flood of 10,000 QoS 1 messages: every one arrives once, in order', async (t) => {
+            const N = 10000;
+            const c = await open(own.sluice, '/raw/bench/q1');
+            const reading = readResuming(own.sluice.port, '/raw/bench/q1', N, { first: c, timeoutMs: 120000 });
+            const { lines, publishMs } = await flood('bench/q1', N, 1);
+            const { events, cuts } = await reading;
+            events.forEach((e, i) => {
+                if (e.data !== lines[i]) {
+                    assert.fail(`event ${i}: ${JSON.stringify(e.data)} != ${lines[i]}`);
+                }
+            });
+            const span = Math.max(1, events[N - 1].at - events[0].at);
+            t.diagnostic(`MQTT ${protocol} QoS 1: ${N} messages of 128 bytes, published in ${publishMs} ms, ` +
+                `first to last received in ${span} ms = ${Math.round(N / (span / 1000))} events/s, ${cuts} cut(s)`);
+        });
+
+        /* QoS 0 may lose messages by design (broker queue limits, no
+         * acks); what is measured is the ingest rate. Stated floor: at
+         * least half of the flood arrives; what arrives is in order and
+         * never duplicated. The end is marked in the flood itself: 20 end
+         * lines on the same connection (so nothing of the flood can come
+         * after them, which a marker from another connection cannot
+         * promise); the read ends at the first of them, not after a time
+         * window. */
+        it('measures the QoS 0 ingest rate: 20,000 messages, >= 50% arrive, in order, no duplicate', async (t) => {
+            const N = 20000;
+            const END = `end-${RUN_TAG}-`;
+            const c = await open(own.sluice, '/raw/bench/q0');
+            const reading = readResuming(own.sluice.port, '/raw/bench/q0',
+                (evs) => evs.length > 0 && evs[evs.length - 1].data.startsWith(END), { first: c, timeoutMs: 120000 });
+            const { lines, publishMs } = await flood('bench/q0', N, 0, Array.from({ length: 20 }, (_, k) => END + k));
+            const { events, cuts } = await reading;
+            const got = events.map((e) => e.data).filter((d) => !d.startsWith(END));
+            assert.ok(events.slice(got.length).every((e) => e.data.startsWith(END)), 'the end lines come last');
+            lines.length = N;
+            const index = got.map((d) => Number(d.slice(0, 8)));
+            got.forEach((d, i) => assert.equal(d, lines[index[i]], `event ${i} is a flood message`));
+            for (let i = 1; i < index.length; i++) {
+                assert.ok(index[i] > index[i - 1], `in order, no duplicate at ${i}: ${index[i - 1]} then ${index[i]}`);
+            }
+            const span = Math.max(1, events[got.length - 1].at - events[0].at);
+            const fraction = got.length / N;
+            t.diagnostic(`MQTT ${protocol} QoS 0 ingest: ${got.length} of ${N} (${(100 * fraction).toFixed(1)}%) ` +
+                `arrived, first to last in ${span} ms = ${Math.round(got.length / (span / 1000))} events/s ` +
+                `(published in ${publishMs} ms, ${cuts} cut(s))`);
+            assert.ok(fraction >= 0.5, `only ${got.length} of ${N} QoS 0 messages arrived (floor: 50%)`);
         });
     });
 }

@@ -578,18 +578,26 @@ describe('slow client (max_pending: 64KiB)', () => {
             slow.sock.resume();
             await waitFor(() => slow.state.ended, 'the end of the cut connection', 10000);
 
-            /* The slow client comes back with the last id it had read. */
-            const back = await open(own.sluice, '/c/slow', { 'Last-Event-ID': first.id });
+            /* The slow client comes back with the last id it had read
+             * completely before the cut (not the first one): the last
+             * whole "id:/data:" frame in what it received. */
+            const whole = [...slow.state.text.matchAll(/id: ([^\r\n]+)\ndata: ([^\r\n]*)\n\n/g)];
+            const cutId = whole[whole.length - 1][1];
+            const cutAt = all.findIndex((e) => e.id === cutId);
+            assert.ok(cutAt >= 1, `the cut id ${cutId} is one of the events after the marker`);
+            assert.equal(whole[whole.length - 1][2], all[cutAt].data, 'the slow client read that frame intact');
+            const back = await open(own.sluice, '/c/slow', { 'Last-Event-ID': cutId });
             try {
-                const replay = await back.waitForEvents(N, 20000);
-                assert.deepEqual(replay.map((e) => e.id), all.slice(1).map((e) => e.id), 'replay with no gap');
-                assert.deepEqual(replay.map((e) => parseEnvelope(e).payload), sent);
+                const rest = all.slice(cutAt + 1);
+                const replay = await back.waitForEvents(rest.length, 20000);
+                assert.deepEqual(replay.map((e) => e.id), rest.map((e) => e.id), 'replay from the cut with no gap');
+                assert.deepEqual(replay.map((e) => parseEnvelope(e).payload), sent.slice(cutAt));
                 assert.ok(!contentFrames(back).some((f) => f.event === 'reset'), 'no reset');
                 const live = uniquePayload({ live: true });
                 await ctx.pub.publish('c:slow', live);
-                const withLive = await back.waitForEvents(N + 1);
-                assert.equal(JSON.stringify(parseEnvelope(withLive[N]).payload), live);
-                assert.ok(await metric(own.sluice, 'sluice_replayed_events_total') >= N);
+                const withLive = await back.waitForEvents(rest.length + 1);
+                assert.equal(JSON.stringify(parseEnvelope(withLive[rest.length]).payload), live);
+                assert.ok(await metric(own.sluice, 'sluice_replayed_events_total') >= rest.length);
             } finally {
                 back.close();
             }

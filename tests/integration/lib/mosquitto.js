@@ -41,9 +41,10 @@ function mqttPublish(port, topic, message, opts = {}) {
 
 /*
  * Starts mosquitto on port (a free one when omitted) and waits until it
- * accepts a publish. Resolves with {port, child, stop()}.
+ * accepts a publish. opts.extraConf: more mosquitto.conf lines. Resolves
+ * with {port, child, stop()}.
  */
-async function startMosquitto(port) {
+async function startMosquitto(port, opts = {}) {
     const p = port || await freePort();
     const dir = makeTempDir('sluice-mosq-');
     const conf = path.join(dir, 'mosquitto.conf');
@@ -54,6 +55,7 @@ async function startMosquitto(port) {
         'log_dest stderr',
         'log_type error',
         'log_type warning',
+        ...(opts.extraConf || []),
         '',
     ].join('\n'));
     const child = spawnTracked('mosquitto', ['-c', conf]);

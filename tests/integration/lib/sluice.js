@@ -17,7 +17,8 @@ const { freePort, makeTempDir, spawnTracked, stopProcess, waitFor } = require('.
 const { httpRequest } = require('./sse');
 
 function sluiceBin() {
-    return process.env.SLUICE_BIN || path.resolve(__dirname, '../../../build/sluice');
+    /* Absolute, so that a child started with another cwd finds it too. */
+    return path.resolve(process.env.SLUICE_BIN || path.resolve(__dirname, '../../../build/sluice'));
 }
 
 /* Throws a clear error when the binary is missing. */

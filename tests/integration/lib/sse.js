@@ -157,6 +157,7 @@ class SseClient {
         const finish = (err) => {
             if (!this.ended) {
                 this.ended = true;
+                this.endedAt = Date.now();
                 this.error = err || null;
                 this.check();
             }
