@@ -475,8 +475,16 @@ describe('kill -9 with each fsync mode loses nothing', () => {
          * then it resumes by id, and must still end with every event once. */
         const c = await open(big.s, '/c/big');
         const reading = readResuming(big.s.port, '/c/big', BIG, { first: c, timeoutMs: 120000 });
-        for (let i = 0; i < BIG; i += 1000) {
-            await publishAll('c:big', sent.slice(i, i + 1000));
+        /* 1000 pipelined PUBLISHes at a time while this process also reads
+         * the 4 MB burst: on a loaded machine a reply can take longer than
+         * the default 5 s without anything being wrong. */
+        ctx.pub.timeoutMs = 60000;
+        try {
+            for (let i = 0; i < BIG; i += 1000) {
+                await publishAll('c:big', sent.slice(i, i + 1000));
+            }
+        } finally {
+            ctx.pub.timeoutMs = undefined;
         }
         const { events, cuts } = await reading;
         t.diagnostic(`the reader was cut ${cuts} time(s) (sluice_clients_dropped_total{reason="slow"} = ` +

@@ -109,12 +109,14 @@ class RespClient {
         }
     }
 
-    /* Sends a command; resolves with its reply, rejects on -ERR. */
+    /* Sends a command; resolves with its reply, rejects on -ERR or when
+     * no reply came within this.timeoutMs (default 5 s; a test that
+     * pipelines thousands of commands on a loaded machine raises it). */
     command(...args) {
         return withTimeout(new Promise((resolve, reject) => {
             this.pending.push({ resolve, reject });
             this.socket.write(encodeCommand(args));
-        }), `redis reply to ${String(args[0])}`);
+        }), `redis reply to ${String(args[0])}`, this.timeoutMs);
     }
 
     ping() { return this.command('PING'); }
