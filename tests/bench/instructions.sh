@@ -24,7 +24,7 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$work"
+    [ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -53,7 +53,7 @@ routes:
 stream: {heartbeat: 15s}
 logging: {level: warn}
 YAML
-    valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
+    valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" --dump-instr=no \
         "$bin" -c "$work/sluice.yaml" 2>"$work/vg.log" &
     spid=$!; pids+=("$spid")
     until curl -fs "http://127.0.0.1:$sport/readyz" >/dev/null 2>&1; do sleep 0.2; done
