@@ -338,9 +338,6 @@ static int route_event_read(struct config_reader *rd, const char *key,
     } else if (text[0] && strspn(text, name_chars) == strlen(text)) {
         route->event = ROUTE_EVENT_FIXED;
         free(route->event_name);
-    free(route->data_field);
-    free(route->end_field);
-    free(route->end_value);
         route->event_name = text;
     } else {
         free(text);
@@ -975,6 +972,9 @@ static void route_free(struct route_config *route)
     free(route->path);
     config_strv_clear(&route->topics);
     free(route->event_name);
+    free(route->data_field);
+    free(route->end_field);
+    free(route->end_value);
 }
 
 static void auth_free(struct auth_config *auth)
