@@ -28,6 +28,7 @@
 #include "config/config.h"
 
 struct event_base;
+struct history_key_fetch;
 struct message;
 struct source;
 
@@ -37,6 +38,7 @@ struct source;
 struct subscriptions {
     struct config_strv exact;
     struct config_strv patterns;
+    bool keyed; /* redis-stream: per-key routes read keys of this source */
 };
 
 void subscriptions_free(struct subscriptions *subs);
@@ -69,7 +71,65 @@ struct sink {
      */
     bool (*too_large)(void *ctx, struct source *src, const char *topic,
                       size_t payload_len);
+    /*
+     * Per-key reading (keyed_ops): one live entry of a watched key, as a
+     * message for the watch registered with `token`; takes the
+     * reference. Entries come in id order per key.
+     */
+    void (*keyed_deliver)(void *ctx, struct source *src, void *token,
+                          struct message *msg);
     void *ctx;
+};
+
+/* How a per-key route turns a key's entries into messages. The adapter
+ * copies what it keeps. */
+struct keyed_opts {
+    const char *data_field; /* payload = this field's value (an entry
+                               without it: empty); NULL: every field as
+                               a JSON object {"field":"value",...} */
+    const char *end_field;  /* the entry with end_field == end_value is
+                               marked stream_end; NULL: none */
+    const char *end_value;
+};
+
+#define KEYED_ID_MAX 48
+
+/* What a probe of a key found. */
+struct keyed_probe {
+    bool ok;                     /* false: Redis could not be asked */
+    char first_id[KEYED_ID_MAX]; /* "" when the key has no entry */
+    char last_id[KEYED_ID_MAX];
+    bool last_is_end;            /* the newest entry matches end */
+};
+
+/*
+ * Per-key reading of a redis-stream source (routes with a {param} in a
+ * key): keys are read on demand, on the adapter's own connections, while
+ * the bridge watches them. Every function returns -1 (and calls nothing
+ * back) when the adapter cannot do it now (stopped, not connected).
+ */
+struct keyed_ops {
+    /* Looks at key's first and newest entries; done(arg, result) is
+     * called exactly once, later (result->ok false on failure). */
+    int (*probe)(struct source *src, const char *key,
+                 const struct keyed_opts *opts,
+                 void (*done)(void *arg, const struct keyed_probe *p),
+                 void *arg);
+    /* Starts delivering key's entries to sink.keyed_deliver with token.
+     * A key not read yet starts after after_id (its newest entry when
+     * probed; "" for none); one already read goes on where it is. Its
+     * position (the last id delivered or started after) goes into pos. */
+    int (*watch)(struct source *src, const char *key, const char *after_id,
+                 const struct keyed_opts *opts, void *token,
+                 char pos[KEYED_ID_MAX]);
+    /* Stops the watch of token; the key stops being read when it was
+     * the last one. */
+    void (*unwatch)(struct source *src, const char *key, void *token);
+    /* XRANGE for a per-key history (lib/history_key.h's io.range). */
+    int (*range)(struct source *src, const char *key, const char *after_id,
+                 const char *until_id, size_t count,
+                 const struct keyed_opts *opts,
+                 struct history_key_fetch *fetch);
 };
 
 enum source_state {
@@ -102,6 +162,8 @@ struct adapter_ops {
      * Returns 0, or -1 when they could not be applied now (the adapter
      * then applies them at its next connect). */
     int (*resubscribe)(struct source *src, struct subscriptions *subs);
+    /* Per-key reading; NULL when the bus has none. */
+    const struct keyed_ops *keyed;
 };
 
 /* The runtime state of one configured source, owned by the bridge. */
@@ -118,6 +180,10 @@ struct source {
     char status[160];                /* human reason when not up; no secrets */
 
     void *impl;                      /* the adapter's private state */
+
+    /* Per-key reading, maintained by the adapter (for /metrics). */
+    uint64_t keyed_xreads;           /* XREAD calls answered */
+    uint64_t keyed_entries;          /* entries read */
 
     /* Owned by the bridge: the last state it reported (logs only
      * transitions, not every status text change). */

@@ -60,6 +60,8 @@
 #include <hiredis/hiredis.h>
 
 #include "adapters/redis_conn.h"
+#include "adapters/redis_entry.h"
+#include "adapters/redis_keys.h"
 #include "lib/log.h"
 #include "lib/message.h"
 #include "lib/sse.h"
@@ -104,6 +106,10 @@ struct redis_stream {
     int64_t deadline_ms;       /* and how long it was given */
 
     struct evbuffer *payload; /* reused to build each entry's payload */
+
+    /* Per-key routes' reading (redis_keys.h), on connections of its own;
+     * NULL while no per-key route uses this source. Owned. */
+    struct redis_keys *per_key;
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -417,66 +423,11 @@ out:
 
 /* ---- entries ------------------------------------------------------------ */
 
-/* True when every value of the field/value list is valid UTF-8. */
-static bool redis_stream_values_utf8(const redisReply *fields)
-{
-    for (size_t i = 1; i < fields->elements; i += 2) {
-        const redisReply *v = fields->element[i];
-
-        if (v->type == REDIS_REPLY_STRING && !sse_utf8_valid(v->str, v->len))
-            return false;
-    }
-    return true;
-}
-
-/*
- * Builds the payload of one entry into s->payload: a JSON object of its
- * fields in entry order, {"field":"value",...}, values as JSON strings.
- * When any value is not valid UTF-8 (JSON strings cannot hold it), every
- * value is base64 instead and "_encoding":"base64" ends the object, so a
- * consumer decodes all or nothing. Field names are always JSON strings
- * (a name that is not UTF-8, which nobody uses, gets U+FFFD for its bad
- * bytes). A field repeated in one entry appears twice (JSON.parse keeps
- * the last). Written with sse.c's encoders (the ones the bridge formats
- * every event with) rather than jansson: jansson refuses non-UTF-8
- * strings, and this appends into one reused buffer. 0, or -1 on ENOMEM.
- */
+/* Builds the payload of one entry into s->payload (redis_entry.h). */
 static int redis_stream_payload(struct redis_stream *s,
                                 const redisReply *fields)
 {
-    static const char marker[] = "\"_encoding\":\"base64\"";
-    struct evbuffer *out = s->payload;
-    bool base64 = !redis_stream_values_utf8(fields);
-    bool first = true;
-    int rc = 0;
-
-    evbuffer_drain(out, evbuffer_get_length(out));
-    rc |= evbuffer_add(out, "{", 1);
-    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-        const redisReply *f = fields->element[i];
-        const redisReply *v = fields->element[i + 1];
-
-        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-            continue;
-        if (!first)
-            rc |= evbuffer_add(out, ",", 1);
-        first = false;
-        rc |= sse_append_json_string(out, f->str, f->len);
-        rc |= evbuffer_add(out, ":", 1);
-        if (!base64) {
-            rc |= sse_append_json_string(out, v->str, v->len);
-            continue;
-        }
-        rc |= evbuffer_add(out, "\"", 1);
-        rc |= sse_append_base64(out, v->str, v->len);
-        rc |= evbuffer_add(out, "\"", 1);
-    }
-    if (base64 && !first)
-        rc |= evbuffer_add(out, ",", 1);
-    if (base64)
-        rc |= evbuffer_add(out, marker, sizeof(marker) - 1);
-    rc |= evbuffer_add(out, "}", 1);
-    return rc == 0 ? 0 : -1;
+    return redis_entry_json(s->payload, fields);
 }
 
 /*
@@ -649,6 +600,7 @@ static const struct redis_conn_ops redis_stream_conn_ops = {
 /* Frees s and everything it owns, the connection included. */
 static void redis_stream_free(struct redis_stream *s)
 {
+    redis_keys_free(s->per_key);
     redis_conn_free(s->conn);
     if (s->deadline_timer)
         event_free(s->deadline_timer);
@@ -705,6 +657,9 @@ static int redis_stream_start(struct source *src, char *why, size_t whylen)
         goto fail;
     }
     redis_stream_timing(s);
+    if (src->subs.keyed &&
+        (s->per_key = redis_keys_new(src, why, whylen)) == NULL)
+        goto fail;
     src->impl = s;
     redis_conn_start(s->conn);
     return 0;
@@ -745,6 +700,12 @@ static int redis_stream_resubscribe(struct source *src,
     subscriptions_free(&old);
     if (s == NULL)
         return 0;
+    if (src->subs.keyed && s->per_key == NULL) {
+        char why[REDIS_CONN_TEXT_MAX];
+        if ((s->per_key = redis_keys_new(src, why, sizeof(why))) == NULL)
+            log_error("source %s: per-key reading: %s", redis_stream_name(s),
+                      why);
+    }
     if (redis_stream_keys_sync(s) < 0) {
         s->keys_stale = true;
         return -1;
@@ -763,6 +724,63 @@ static int redis_stream_configured(const struct source_config *cfg,
     return config_strv_copy_unique(&out->exact, &cfg->streams) ? -1 : 1;
 }
 
+/* ---- keyed_ops: per-key routes (redis_keys.c) -------------------------- */
+
+static struct redis_keys *redis_stream_keys(struct source *src)
+{
+    struct redis_stream *s = src->impl;
+
+    return s != NULL ? s->per_key : NULL;
+}
+
+static int redis_stream_probe(struct source *src, const char *key,
+                              const struct keyed_opts *opts,
+                              void (*done)(void *, const struct keyed_probe *),
+                              void *arg)
+{
+    struct redis_keys *rk = redis_stream_keys(src);
+
+    return rk ? redis_keys_probe(rk, key, opts, done, arg) : -1;
+}
+
+static int redis_stream_watch(struct source *src, const char *key,
+                              const char *after_id,
+                              const struct keyed_opts *opts, void *token,
+                              char pos[KEYED_ID_MAX])
+{
+    struct redis_keys *rk = redis_stream_keys(src);
+
+    return rk ? redis_keys_watch(rk, key, after_id, opts, token, pos) : -1;
+}
+
+static void redis_stream_unwatch(struct source *src, const char *key,
+                                 void *token)
+{
+    struct redis_keys *rk = redis_stream_keys(src);
+
+    if (rk != NULL)
+        redis_keys_unwatch(rk, key, token);
+}
+
+static int redis_stream_range(struct source *src, const char *key,
+                              const char *after_id, const char *until_id,
+                              size_t count, const struct keyed_opts *opts,
+                              struct history_key_fetch *fetch)
+{
+    struct redis_keys *rk = redis_stream_keys(src);
+
+    return rk ? redis_keys_range(rk, key, after_id, until_id, count, opts,
+                                 fetch)
+              : -1;
+}
+
+static const struct keyed_ops redis_stream_keyed_ops = {
+    .probe = redis_stream_probe,
+    .watch = redis_stream_watch,
+    .unwatch = redis_stream_unwatch,
+    .range = redis_stream_range,
+};
+
 const struct adapter_ops redis_stream_adapter_ops = {
     .type = "redis-stream",
     .exact_verb = "XREAD",
@@ -772,4 +790,5 @@ const struct adapter_ops redis_stream_adapter_ops = {
     .start = redis_stream_start,
     .stop = redis_stream_stop,
     .resubscribe = redis_stream_resubscribe,
+    .keyed = &redis_stream_keyed_ops,
 };

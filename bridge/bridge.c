@@ -19,6 +19,7 @@
 
 #include "auth/auth.h"
 #include "bridge/feed.h"
+#include "bridge/keyed.h"
 #include "lib/history.h"
 #include "lib/history_local.h"
 #include "lib/lastvalue.h"
@@ -224,7 +225,10 @@ static void bridge_on_reap(evutil_socket_t fd, short what, void *arg)
         b->metrics.dropped[s->reap_reason]++;
         if (s->reap_reason == DROP_SLOW)
             log_debug("reset a slow stream (max_pending)");
-        stream_cut(s);
+        if (s->reap_reason == DROP_END)
+            stream_close(s, true, b->cfg->stream.retry_ms);
+        else
+            stream_cut(s);
     }
 }
 
@@ -308,6 +312,7 @@ static int bridge_init_sources(struct bridge *b, char *err, size_t errlen)
         src->sink.state_changed = bridge_sink_state_changed;
         src->sink.last_entry_id = bridge_sink_last_entry_id;
         src->sink.too_large = bridge_sink_too_large;
+        src->sink.keyed_deliver = keyed_deliver;
         src->sink.ctx = b;
         src->state = SOURCE_DOWN;
         snprintf(src->status, sizeof(src->status), "not connected yet");
@@ -365,6 +370,7 @@ struct bridge *bridge_new(struct config *cfg, struct route_table *routes,
         (b->lastvalue = lastvalue_new(cfg->history.max_events,
                                       cfg->history.max_bytes)) == NULL ||
         (b->index = topic_index_new()) == NULL ||
+        (b->keyed = keyed_new(b)) == NULL ||
         (b->scratch = evbuffer_new()) == NULL ||
         (b->zscratch = evbuffer_new()) == NULL ||
         metrics_init(&b->metrics, cfg->nsources) < 0 ||
@@ -448,6 +454,7 @@ void bridge_free(struct bridge *b)
     stream_free_all(b);
     feed_free_all(b);
     server_free(b->server);
+    keyed_free(b->keyed);
     for (int i = 0; i < 3; i++)
         if (b->signal_evs[i] != NULL)
             event_free(b->signal_evs[i]);

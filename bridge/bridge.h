@@ -31,6 +31,7 @@ struct event_base;
 struct evbuffer;
 struct feed;
 struct history;
+struct keyed;
 struct lastvalue;
 struct route_table;
 struct server;
@@ -43,6 +44,7 @@ struct bridge {
     struct route_table *routes;   /* owned; built from cfg */
     struct auth *auth;            /* owned */
     struct history *history;      /* owned: the event log (history.h) */
+    struct keyed *keyed;          /* owned: per-key routes (keyed.h) */
     struct lastvalue *lastvalue;  /* owned: latest per topic (snapshots) */
     struct topic_index *index;    /* owned: (source, pattern) -> feed */
     struct source *sources;       /* owned; cfg->nsources entries */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "bridge/bridge.h"
+#include "bridge/keyed.h"
 #include "lib/message.h"
 #include "lib/route.h"
 #include "lib/topic_index.h"
@@ -91,12 +92,15 @@ static struct feed *feed_create(struct bridge *b, const struct route *r,
         f->event_line_len = (size_t)snprintf(f->event_line, len,
                                              "event: %s\n", rc->event_name);
     }
-    for (i = 0; i < f->filter.count; i++) {
+    /* A per-key feed is fed by its key's reader (bridge/keyed.c) only,
+     * never by the topic index. */
+    f->per_key = route_is_per_key(r);
+    for (i = 0; !f->per_key && i < f->filter.count; i++) {
         const struct topic_pattern *p = &f->filter.patterns[i];
         if (topic_index_add(b->index, p->source, p->type, p->pattern, f) < 0)
             break;
     }
-    if (i < f->filter.count) {
+    if (!f->per_key && i < f->filter.count) {
         feed_unindex(f, i);
         goto fail;
     }
@@ -129,6 +133,16 @@ struct feed *feed_acquire(struct bridge *b, const struct route *r,
     return feed_create(b, r, filter, key);
 }
 
+bool feed_exists(struct bridge *b, const struct route *r,
+                 const struct topic_filter *filter)
+{
+    char *key = feed_make_key(r, filter);
+    bool found = key != NULL && feed_find(b, key) != NULL;
+
+    free(key);
+    return found;
+}
+
 void feed_attach(struct feed *f, struct stream *s)
 {
     s->feed = f;
@@ -144,7 +158,9 @@ static void feed_release(struct feed *f)
 {
     struct bridge *b = f->bridge;
 
-    feed_unindex(f, f->filter.count);
+    if (!f->per_key)
+        feed_unindex(f, f->filter.count);
+    keyed_feed_release(f);
     if (f->prev != NULL)
         f->prev->next = f->next;
     else
@@ -165,6 +181,12 @@ static void feed_unlink(struct feed *f, struct stream *s)
     s->feed = NULL;
     s->feed_prev = s->feed_next = NULL;
     f->nstreams--;
+}
+
+void feed_drop_if_unused(struct feed *f)
+{
+    if (f->nstreams == 0)
+        feed_release(f);
 }
 
 void feed_detach(struct feed *f, struct stream *s)
@@ -217,6 +239,11 @@ static void feed_on_match(void *owner, void *arg)
     for (struct stream *s = f->streams; s != NULL; s = s->feed_next)
         if (s->live)
             stream_deliver(s, &frame, msg->seq);
+}
+
+void feed_deliver(struct feed *f, struct message *msg)
+{
+    feed_on_match(f, msg);
 }
 
 void feed_dispatch(struct bridge *b, struct message *msg)

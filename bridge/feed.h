@@ -21,6 +21,8 @@
 #include "config/config.h"
 
 struct bridge;
+struct history;
+struct keyed_feed;
 struct message;
 struct route;
 struct stream;
@@ -37,6 +39,11 @@ struct feed {
     struct stream *streams;     /* list through stream->feed_next */
     size_t nstreams;
     uint64_t last_seq;          /* last message dispatched here (dedupe) */
+    struct history *history;    /* per-key routes: the key's history
+                                   (owned, through keyed); NULL: the
+                                   bridge's */
+    struct keyed_feed *keyed;   /* per-key routes (bridge/keyed.c); owned */
+    bool per_key;               /* not in the topic index: fed by keyed.c */
     struct feed *prev, *next;   /* in bridge->feeds */
 };
 
@@ -47,6 +54,16 @@ struct feed {
  */
 struct feed *feed_acquire(struct bridge *b, const struct route *r,
                           struct topic_filter *filter);
+
+/* True when a feed for route r and filter exists (no allocation kept). */
+bool feed_exists(struct bridge *b, const struct route *r,
+                 const struct topic_filter *filter);
+
+/* Frees f when no stream uses it (a feed acquired, then not used). */
+void feed_drop_if_unused(struct feed *f);
+
+/* Hot path: msg to f's live streams (the per-key path, bridge/keyed.c). */
+void feed_deliver(struct feed *f, struct message *msg);
 
 /* Links s into f (s->feed = f). */
 void feed_attach(struct feed *f, struct stream *s);

@@ -9,6 +9,7 @@
 #include <event2/buffer.h>
 
 #include "bridge/bridge.h"
+#include "bridge/keyed.h"
 #include "lib/history.h"
 
 static const char *metrics_drop_names[DROP_REASON_COUNT] = {
@@ -16,7 +17,7 @@ static const char *metrics_drop_names[DROP_REASON_COUNT] = {
     [DROP_LIFETIME] = "lifetime",   [DROP_OVERLOAD] = "overload",
     [DROP_SHUTDOWN] = "shutdown",   [DROP_RELOAD] = "route_removed",
     [DROP_REPLAY] = "replay_evicted", [DROP_INPUT] = "client_input",
-    [DROP_COMPRESS] = "compression_error",
+    [DROP_COMPRESS] = "compression_error", [DROP_END] = "ended",
 };
 
 int metrics_init(struct metrics *m, size_t nsources)
@@ -61,6 +62,23 @@ static void metrics_per_source(const struct bridge *b, struct evbuffer *out,
     }
 }
 
+/* The per-key reading counters the adapters keep in struct source. */
+static void metrics_keyed(const struct bridge *b, struct evbuffer *out)
+{
+    metrics_header(out, "sluice_perkey_xread_total", "counter",
+                   "XREAD calls of per-key reading answered, per source.");
+    for (size_t i = 0; i < b->nsources; i++)
+        evbuffer_add_printf(out, "sluice_perkey_xread_total{source=\"%s\"} "
+                            "%llu\n", b->cfg->sources[i].name,
+                            (unsigned long long)b->sources[i].keyed_xreads);
+    metrics_header(out, "sluice_perkey_entries_total", "counter",
+                   "Entries read by per-key reading, per source.");
+    for (size_t i = 0; i < b->nsources; i++)
+        evbuffer_add_printf(out, "sluice_perkey_entries_total{source=\"%s\"} "
+                            "%llu\n", b->cfg->sources[i].name,
+                            (unsigned long long)b->sources[i].keyed_entries);
+}
+
 void metrics_render(const struct bridge *b, struct evbuffer *out)
 {
     const struct metrics *m = &b->metrics;
@@ -98,6 +116,11 @@ void metrics_render(const struct bridge *b, struct evbuffer *out)
     metrics_value(out, "sluice_history_bytes", "gauge",
                   "Bytes accounted to the history.",
                   history_bytes(b->history));
+    metrics_value(out, "sluice_perkey_keys", "gauge",
+                  "Per-key redis-stream keys read now (one per per-key "
+                  "feed).",
+                  keyed_active(b->keyed));
+    metrics_keyed(b, out);
     metrics_header(out, "sluice_source_up", "gauge",
                    "1 when the source is connected and subscribed.");
     for (size_t i = 0; i < b->nsources; i++)

@@ -25,6 +25,7 @@ enum drop_reason {
     DROP_REPLAY,    /* history evicted under a replay */
     DROP_INPUT,     /* sent more than a few bytes after its request */
     DROP_COMPRESS,  /* deflate failed on its stream */
+    DROP_END,       /* per-key end entry sent: closed gracefully */
     DROP_REASON_COUNT,
 };
 

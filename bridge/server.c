@@ -28,6 +28,7 @@
 #include "auth/auth.h"
 #include "bridge/bridge.h"
 #include "bridge/feed.h"
+#include "bridge/keyed.h"
 #include "lib/history.h"
 #include "lib/log.h"
 #include "lib/query.h"
@@ -244,22 +245,28 @@ static bool server_handle_reserved(struct server *srv,
 
 /* Overload (SPEC 4): 200, a long retry, close. The browser comes back
  * later by itself instead of hammering with errors. */
-static void server_reply_overload(struct server *srv,
-                                  struct evhttp_request *req)
+void server_reply_come_back(struct bridge *b, struct evhttp_request *req,
+                            int64_t retry_ms, bool overload)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     struct evbuffer *body = evbuffer_new();
 
-    srv->bridge->metrics.dropped[DROP_OVERLOAD]++;
+    if (overload)
+        b->metrics.dropped[DROP_OVERLOAD]++;
     evhttp_add_header(out, "Content-Type", "text/event-stream");
     evhttp_add_header(out, "Connection", "close");
     if (body != NULL)
-        evbuffer_add_printf(body, "retry: %lld\n\n",
-                            (long long)srv->bridge->cfg->stream
-                                .retry_overload_ms);
+        evbuffer_add_printf(body, "retry: %lld\n\n", (long long)retry_ms);
     evhttp_send_reply(req, 200, "OK", body);
     if (body != NULL)
         evbuffer_free(body);
+}
+
+static void server_reply_overload(struct server *srv,
+                                  struct evhttp_request *req)
+{
+    server_reply_come_back(srv->bridge, req,
+                           srv->bridge->cfg->stream.retry_overload_ms, true);
 }
 
 static void server_reply_head(struct evhttp_request *req)
@@ -437,6 +444,10 @@ static void server_handle_stream(struct server *srv,
         server_reply_overload(srv, req);
         goto out;
     }
+    if (route_is_per_key(t.route)) {
+        keyed_open(b, req, t.route, &t.filter, last_id, t.expires_ms);
+        goto out;
+    }
     server_resume_start(b, last_id, &start);
     start.snapshot = t.query.snapshot >= 0 ? t.query.snapshot == 1
                                            : route_config_of(t.route)->snapshot;
@@ -460,6 +471,13 @@ int server_rehome(struct server *srv, struct stream *s)
 
     if (server_resolve(srv, s->req, &t, &refusal) == 0 &&
         (feed = feed_acquire(srv->bridge, t.route, &t.filter)) != NULL) {
+        /* A per-key stream stays only on its own key's feed (a changed
+         * route would need a new watch: the client reconnects instead). */
+        if ((feed->per_key || s->feed->per_key) && feed != s->feed) {
+            feed_drop_if_unused(feed);
+            server_target_clear(&t);
+            return -1;
+        }
         feed_move(s, feed);
         s->expires_ms = t.expires_ms;
         rc = 0;

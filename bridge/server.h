@@ -10,10 +10,12 @@
 #ifndef SLUICE_SERVER_H
 #define SLUICE_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct bridge;
+struct evhttp_request;
 struct server;
 struct stream;
 
@@ -31,6 +33,12 @@ void server_free(struct server *srv);
 /* Ends connections that have not sent a whole first request within the
  * deadline (slowloris). From the housekeeping tick. */
 void server_sweep(struct server *srv, int64_t now_ms);
+
+/* 200, "retry: <retry_ms>", close: the browser comes back by itself.
+ * With overload, counted as an overload drop (max_connections,
+ * max_keys). */
+void server_reply_come_back(struct bridge *b, struct evhttp_request *req,
+                            int64_t retry_ms, bool overload);
 
 /* After SIGHUP: re-resolves an open stream's request against the current
  * routes and auth, and moves it to the feed it now belongs to. Returns 0,

@@ -64,6 +64,17 @@
 #define STREAM_WRITE_TIMEOUT_S 30
 /* Bytes a client may send after its request before it is cut. */
 #define STREAM_MAX_INPUT 4096
+/* The event line of a per-key route's end entry. */
+#define STREAM_END_LINE "event: end\n"
+
+/* The history this stream replays and checkpoints from: its feed's (a
+ * per-key route's key, bridge/keyed.c), else the bridge's. */
+static struct history *stream_history(const struct stream *s)
+{
+    if (s->feed != NULL && s->feed->history != NULL)
+        return s->feed->history;
+    return s->bridge->history;
+}
 
 static int64_t stream_now_ms(const struct stream *s)
 {
@@ -142,7 +153,9 @@ static void stream_append_frame(struct stream *s, struct message *msg)
     evbuffer_add(b->scratch, "id: ", 4);
     evbuffer_add(b->scratch, msg->id, msg->id_len);
     evbuffer_add(b->scratch, "\n", 1);
-    if (f->event == ROUTE_EVENT_FIXED)
+    if (msg->stream_end)
+        evbuffer_add(b->scratch, STREAM_END_LINE, sizeof(STREAM_END_LINE) - 1);
+    else if (f->event == ROUTE_EVENT_FIXED)
         evbuffer_add(b->scratch, f->event_line, f->event_line_len);
     else if (f->event == ROUTE_EVENT_TOPIC)
         sse_append_event(b->scratch, msg->topic, msg->topic_len);
@@ -255,9 +268,20 @@ static void stream_send_frame(struct stream *s, const char *data, size_t len)
     bridge_mark_dirty(s->bridge, s);
 }
 
+/* The end entry of a per-key stream went out: close gracefully after
+ * this pass (the reconnect with its id gets 204). */
+static void stream_end(struct stream *s)
+{
+    s->reap_reason = DROP_END;
+    bridge_schedule_reap(s->bridge, s);
+}
+
 void stream_deliver(struct stream *s, const struct frame *f, uint64_t seq)
 {
-    if (s->reaping || s->closing || stream_cut_if_behind(s))
+    /* seq <= sent_seq: a per-key stream that resumed from an id newer
+     * than its key's reader had yet read (another replica's id). */
+    if (s->reaping || s->closing || seq <= s->sent_seq ||
+        stream_cut_if_behind(s))
         return;
     if (s->z != NULL)
         stream_append_text(s, f->plain, f->plain_len);
@@ -267,6 +291,8 @@ void stream_deliver(struct stream *s, const struct frame *f, uint64_t seq)
         stream_send_frame(s, f->plain, f->plain_len);
     s->sent_seq = seq;
     s->bridge->metrics.delivered++;
+    if (f->end)
+        stream_end(s);
 }
 
 void stream_write(struct stream *s)
@@ -306,7 +332,9 @@ int stream_frame_build(struct bridge *b, const struct feed *f,
 
     if (body == NULL)
         return -1;
-    if (f->event == ROUTE_EVENT_TOPIC)
+    if (msg->stream_end)
+        evbuffer_add(b->scratch, STREAM_END_LINE, sizeof(STREAM_END_LINE) - 1);
+    else if (f->event == ROUTE_EVENT_TOPIC)
         sse_append_event(b->scratch, msg->topic, msg->topic_len);
     else if (f->event == ROUTE_EVENT_FIXED)
         evbuffer_add(b->scratch, f->event_line, f->event_line_len);
@@ -331,6 +359,7 @@ int stream_frame_build(struct bridge *b, const struct feed *f,
     out->plain_len = len;
     out->chunked = p - head_len;
     out->chunked_len = head_len + len + 2;
+    out->end = msg->stream_end;
     return 0;
 }
 
@@ -350,6 +379,7 @@ struct stream_catchup {
     struct message **snap;         /* owned references */
     size_t snap_count, snap_next;
     uint64_t after;                /* replay: last position examined */
+    bool ended;                    /* a per-key end entry was replayed */
 };
 
 /* Messages examined per loop turn while catching up. */
@@ -366,7 +396,7 @@ static void stream_catchup_free(struct stream *s)
 
     if (c == NULL)
         return;
-    history_cancel(s->bridge->history, &c->waiter);
+    history_cancel(stream_history(s), &c->waiter);
     if (c->again != NULL)
         event_free(c->again);
     for (size_t i = c->snap_next; i < c->snap_count; i++)
@@ -458,7 +488,8 @@ static enum history_read stream_append_replay_batch(struct stream *s,
     *at_head = false;
     while (evbuffer_get_length(b->scratch) < STREAM_REPLAY_BATCH &&
            examined < STREAM_REPLAY_WORK) {
-        r = history_read(b->history, c->after, batch, STREAM_REPLAY_READ,
+        r = history_read(stream_history(s), c->after, batch,
+                         STREAM_REPLAY_READ,
                          &n, &c->waiter);
         if (r != HISTORY_READ_OK)
             return r;
@@ -468,12 +499,15 @@ static enum history_read stream_append_replay_batch(struct stream *s,
         }
         for (size_t i = 0; i < n; i++) {
             c->after = batch[i]->seq;
-            if (feed_matches(s->feed, batch[i])) {
+            if (!c->ended && feed_matches(s->feed, batch[i])) {
                 stream_append_frame(s, batch[i]);
                 b->metrics.replayed++;
+                c->ended = batch[i]->stream_end;
             }
             message_unref(batch[i]);
         }
+        if (c->ended)
+            return r;
         examined += n;
     }
     return r;
@@ -494,6 +528,12 @@ static void stream_replay(struct stream *s)
         return;
     if (stream_append_snapshot_batch(s))
         r = stream_append_replay_batch(s, &at_head);
+    if (s->catchup->ended) {
+        /* The end entry is in scratch: send it, then close. */
+        stream_flush(s);
+        stream_end(s);
+        return;
+    }
     if (r == HISTORY_READ_GONE) {
         /* Evicted under us: close; the client resumes and gets a reset. */
         evbuffer_drain(b->scratch, evbuffer_get_length(b->scratch));
@@ -527,7 +567,7 @@ static bool stream_append_checkpoint(struct stream *s, uint64_t pos)
 
     if (pos == 0 || pos <= s->sent_seq)
         return false;
-    len = history_format_id(b->history, pos, id, sizeof(id));
+    len = history_format_id(stream_history(s), pos, id, sizeof(id));
     evbuffer_add(b->scratch, "id: ", 4);
     evbuffer_add(b->scratch, id, len);
     evbuffer_add(b->scratch, "\n\n", 2);
@@ -556,7 +596,7 @@ void stream_tick(struct stream *s, int64_t now_ms)
         return;
     if (stream_cut_if_behind(s))
         return;
-    if (!stream_append_checkpoint(s, history_head(s->bridge->history)))
+    if (!stream_append_checkpoint(s, history_head(stream_history(s))))
         evbuffer_add(s->bridge->scratch, ":\n\n", 3);
     stream_append_scratch(s);
 }
@@ -711,7 +751,10 @@ void stream_close(struct stream *s, bool graceful, int64_t retry_ms)
         stream_destroy(s);
         return;
     }
-    /* Stop deliveries now; close once the final retry is on the wire. */
+    /* Stop deliveries now; close once the final retry is on the wire. A
+     * replay's pending read goes first: detaching may free the feed's
+     * history. */
+    stream_catchup_free(s);
     if (s->feed != NULL)
         feed_detach(s->feed, s);
     s->closing = true;
@@ -753,7 +796,8 @@ static void stream_append_preamble(struct stream *s,
     /* The reset carries the head id, so that the next reconnect resumes
      * from here instead of resetting again; the checkpoint's blank line
      * then ends the event. */
-    if (!stream_append_checkpoint(s, history_head(b->history)))
+    if (start->replay_all ||
+        !stream_append_checkpoint(s, history_head(stream_history(s))))
         evbuffer_add(b->scratch, "\n", 1);
     b->metrics.resets++;
 }
@@ -891,17 +935,21 @@ struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
     stream_trim_request(s);
     if (start->kind == STREAM_START_RESUME)
         s->sent_seq = start->last_seq;
-    if (start->kind != STREAM_START_RESUME && !start->snapshot) {
+    if (start->kind != STREAM_START_RESUME && !start->snapshot &&
+        !start->replay_all) {
         s->live = true;
         stream_flush(s);
         return s;
     }
-    /* Replay from the client's id, or after the snapshot from the head
-     * of this moment. */
+    /* Replay from the client's id, or from the beginning (a per-key
+     * route's "from: start"), or after the snapshot from the head of this
+     * moment. */
     if (stream_catchup_new(s, start->kind == STREAM_START_RESUME
                                   ? start->last_seq
-                                  : history_head(b->history)) < 0 ||
-        (start->kind != STREAM_START_RESUME &&
+                              : start->replay_all
+                                  ? 0
+                                  : history_head(stream_history(s))) < 0 ||
+        (start->kind != STREAM_START_RESUME && !start->replay_all &&
          stream_collect_snapshot(s) < 0)) {
         /* Out of memory: the client comes back later by itself. */
         s->reap_reason = DROP_REPLAY;

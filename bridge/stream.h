@@ -73,6 +73,7 @@ struct frame {
     size_t plain_len;
     const char *chunked;
     size_t chunked_len;
+    bool end; /* a per-key end entry: the stream closes after it */
 };
 
 /* How a new stream starts (decided by the server from the request). */
@@ -88,6 +89,9 @@ struct stream_start {
     const char *reset_reason;/* RESET: "unknown-id" or "expired" */
     const char *last_id;     /* RESET: the client's id (printable) */
     bool snapshot;
+    bool replay_all;         /* per-key "from: start": replay the feed's
+                                history from its first entry (no snapshot,
+                                and a reset carries no head id) */
     int64_t expires_ms;
 };
 

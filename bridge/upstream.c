@@ -37,6 +37,13 @@ static int upstream_derive(const struct route_table *routes,
         const struct route *r = route_table_get(routes, i);
         if (!route_config_of(r)->enabled)
             continue;
+        if (route_is_per_key(r)) {
+            /* Read on demand, key by key (bridge/keyed.c): nothing to
+             * subscribe to upstream, but the source must be ready. */
+            out->keyed = out->keyed || route_topic_source(r, 0) ==
+                                           source_index;
+            continue;
+        }
         for (size_t j = 0; j < route_topic_count(r); j++) {
             if (route_topic_source(r, j) == source_index &&
                 upstream_add_template(r, j, type, out) < 0)

@@ -41,6 +41,7 @@
 /* CONFIG_FIELD_CHOICE stores an enum through an int. */
 _Static_assert(sizeof(enum source_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum route_format) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum route_from) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum fsync_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_format) == sizeof(int), "enum size");
@@ -57,6 +58,7 @@ enum {
 static const char *const source_type_names[] = {"mqtt", "redis",
                                                 "redis-stream"};
 static const char *const format_names[] = {"json", "raw"};
+static const char *const from_names[] = {"start", "live"};
 static const char *const fsync_names[] = {"never", "batch", "always"};
 static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
 static const char *const log_format_names[] = {"text", "json"};
@@ -349,6 +351,28 @@ static int route_event_read(struct config_reader *rd, const char *key,
 }
 
 /* clang-format off */
+static const struct config_field route_end_fields[] = {
+    {.key = "field", .kind = CONFIG_FIELD_STRING, .required = true,
+     .offset = offsetof(struct route_config, end_field)},
+    {.key = "value", .kind = CONFIG_FIELD_STRING, .required = true,
+     .offset = offsetof(struct route_config, end_value)},
+};
+/* clang-format on */
+
+/* end: {field: NAME, value: TEXT}: the entry whose field NAME holds TEXT
+ * ends a per-key stream. */
+static int route_end_read(struct config_reader *rd, const char *key,
+                          yaml_node_t *value, void *base)
+{
+    struct route_config *route = base;
+    struct config_hit hits[ARRAY_LEN(route_end_fields)];
+
+    route->end_pos = config_node_pos(value);
+    return config_read_map(rd, key, value, "in end", route_end_fields,
+                           ARRAY_LEN(route_end_fields), route, hits);
+}
+
+/* clang-format off */
 static const struct config_field route_fields[] = {
     {.key = "path", .kind = CONFIG_FIELD_STRING, .required = true,
      .offset = offsetof(struct route_config, path)},
@@ -364,8 +388,35 @@ static const struct config_field route_fields[] = {
      .offset = offsetof(struct route_config, is_public)},
     {.key = "enabled", .kind = CONFIG_FIELD_BOOL,
      .offset = offsetof(struct route_config, enabled)},
+    {.key = "data_field", .kind = CONFIG_FIELD_STRING,
+     .offset = offsetof(struct route_config, data_field)},
+    {.key = "from", .kind = CONFIG_FIELD_CHOICE, .names = from_names,
+     .nnames = ARRAY_LEN(from_names),
+     .offset = offsetof(struct route_config, from)},
+    {.key = "end", .kind = CONFIG_FIELD_CUSTOM, .parse = route_end_read},
 };
 /* clang-format on */
+
+/* Keeps the positions of the per-key keys (route_table_build refuses them
+ * on a route that is not per-key); data_field needs format raw. */
+static void route_read_perkey(struct config_reader *rd,
+                              struct route_config *route,
+                              const struct config_hit *hits)
+{
+    const struct config_hit *data_field = config_hit_find(
+        route_fields, ARRAY_LEN(route_fields), hits, "data_field");
+    const struct config_hit *from =
+        config_hit_find(route_fields, ARRAY_LEN(route_fields), hits, "from");
+
+    if (data_field->key)
+        route->data_field_pos = config_node_pos(data_field->key);
+    if (from->key)
+        route->from_pos = config_node_pos(from->key);
+    if (route->data_field && route->format != ROUTE_FORMAT_RAW)
+        config_reader_error(rd, route->data_field_pos,
+                            "data_field: needs format: raw (json sends "
+                            "every field)");
+}
 
 /* Reads items[i] of `routes` (config_read_seq's item contract). */
 static void route_read(struct config_reader *rd, yaml_node_t *node, void *items,
@@ -387,6 +438,7 @@ static void route_read(struct config_reader *rd, yaml_node_t *node, void *items,
         route->path_pos = config_node_pos(path->value);
     if (route->path && route->path[0] != '/')
         config_reader_error(rd, route->path_pos, "path: must start with '/'");
+    route_read_perkey(rd, route, hits);
 }
 
 static int routes_read(struct config_reader *rd, const char *key,
@@ -437,6 +489,8 @@ static const struct config_field stream_fields[] = {
      .offset = offsetof(struct stream_config, compression)},
     {.key = "max_lifetime", .kind = CONFIG_FIELD_DURATION, .min = 0,
      .offset = offsetof(struct stream_config, max_lifetime_ms)},
+    {.key = "max_keys", .kind = CONFIG_FIELD_COUNT, .min = 1,
+     .offset = offsetof(struct stream_config, max_keys)},
 };
 /* clang-format on */
 
@@ -784,6 +838,7 @@ static struct config *config_new(const char *name)
     cfg->stream.max_pending = MIB;
     cfg->stream.max_connections = 10000;
     cfg->stream.retry_overload_ms = 10 * 1000;
+    cfg->stream.max_keys = 10000;
     cfg->auth.jwt.algorithm = CONFIG_JWT_HS256;
     cfg->auth.jwt.leeway_ms = 5 * 1000;
     cfg->log_level = LOG_INFO;
@@ -917,6 +972,9 @@ static void route_free(struct route_config *route)
     free(route->path);
     config_strv_clear(&route->topics);
     free(route->event_name);
+    free(route->data_field);
+    free(route->end_field);
+    free(route->end_value);
 }
 
 static void auth_free(struct auth_config *auth)

@@ -81,6 +81,12 @@ enum route_event {
     ROUTE_EVENT_FIXED,  /* "event: <event_name>" */
 };
 
+/* Where a fresh connect to a per-key route starts. */
+enum route_from {
+    ROUTE_FROM_START, /* the key's first entry (default) */
+    ROUTE_FROM_LIVE,  /* the key's end at connect time */
+};
+
 struct route_config {
     char *path;                  /* template: /a/{x}/b or /a/{rest*} */
     struct config_pos pos;       /* of the list item */
@@ -92,6 +98,16 @@ struct route_config {
     bool snapshot;               /* default false */
     bool is_public;              /* key "public"; default false */
     bool enabled;                /* default true; false answers 204 */
+
+    /* Per-key redis-stream routes only (route_table_build checks that):
+     * a {param} in a redis-stream key reads that key on demand. */
+    char *data_field;            /* format raw: the data is this field */
+    enum route_from from;        /* default start */
+    char *end_field;             /* "end: {field, value}": NULL: none */
+    char *end_value;
+    struct config_pos data_field_pos; /* line 0: key absent */
+    struct config_pos from_pos;
+    struct config_pos end_pos;
 };
 
 enum fsync_mode {
@@ -117,6 +133,7 @@ struct stream_config {
     int64_t retry_overload_ms;  /* default 10s */
     bool compression;           /* default false */
     int64_t max_lifetime_ms;    /* default 0: unlimited */
+    uint64_t max_keys;          /* per-key keys read at once; 10000 */
 };
 
 struct token_config {

@@ -38,6 +38,8 @@ struct message {
     bool retain;
     uint8_t qos;
     char *stream_entry_id;   /* redis-stream entry id, or NULL; owned */
+    bool stream_end;         /* per-key: the entry matches the route's end:
+                                sent as "event: end", then the stream ends */
 
     /* Set by history_append. */
     uint64_t seq;            /* 0 until appended */

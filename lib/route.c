@@ -67,6 +67,7 @@ struct route {
     bool param_star[ROUTE_MAX_PARAMS];
     struct route_topic *topics;
     size_t ntopics;
+    bool per_key; /* its one topic is a per-key pattern (topic_syntax) */
 };
 
 struct route_table {
@@ -405,7 +406,8 @@ static int check_topic_params(struct build *b, const struct route *r,
             rc = -1;
         }
     }
-    if (any && topic_syntax_of(type)->param_wildcard == NULL) {
+    if (any && topic_syntax_of(type)->param_wildcard == NULL &&
+        !topic_syntax_of(type)->per_key) {
         build_error(b, pos, "a %s topic may not use parameters",
                     config_source_type_name(type));
         rc = -1;
@@ -477,6 +479,51 @@ static int parse_topic(struct build *b, const struct route *r, size_t i,
     return check_topic_syntax(b, pos, t->pattern, t->type);
 }
 
+/* True when topic template t holds a {name} in a per-key syntax. */
+static bool topic_is_per_key(const struct route_topic *t)
+{
+    return t->pattern != NULL && topic_syntax_of(t->type)->per_key &&
+           strchr(t->pattern, '{') != NULL;
+}
+
+/*
+ * A per-key topic (a {name} in a redis-stream key) is read on demand and
+ * its entry ids are the SSE ids, so it cannot share a route (one id
+ * space per stream) with other topics. data_field, from and end mean
+ * something only there. Sets r->per_key. 0, or -1 after reporting.
+ */
+static int check_per_key(struct build *b, struct route *r)
+{
+    const struct route_config *rc = r->cfg;
+    int status = 0;
+
+    for (size_t j = 0; j < r->ntopics; j++)
+        r->per_key = r->per_key || topic_is_per_key(&r->topics[j]);
+    if (r->per_key && r->ntopics > 1) {
+        for (size_t j = 0; j < r->ntopics; j++)
+            if (topic_is_per_key(&r->topics[j]))
+                build_error(b, topic_pos(rc, j),
+                            "a per-key topic (a {param} in a redis-stream "
+                            "key) must be the route's only topic");
+        status = -1;
+    }
+    if (r->per_key)
+        return status;
+    if (rc->data_field_pos.line > 0)
+        build_error(b, rc->data_field_pos, "data_field: only for a per-key "
+                    "route (a {param} in a redis-stream key)");
+    if (rc->from_pos.line > 0)
+        build_error(b, rc->from_pos, "from: only for a per-key route (a "
+                    "{param} in a redis-stream key)");
+    if (rc->end_pos.line > 0)
+        build_error(b, rc->end_pos, "end: only for a per-key route (a "
+                    "{param} in a redis-stream key)");
+    if (rc->data_field_pos.line > 0 || rc->from_pos.line > 0 ||
+        rc->end_pos.line > 0)
+        status = -1;
+    return status;
+}
+
 /* Compiles route i of the config into *r; reports every problem. 0, or
  * -1 on any error (the route is then cleared by the caller). */
 static int route_compile(struct build *b, size_t i, struct route *r)
@@ -499,6 +546,8 @@ static int route_compile(struct build *b, size_t i, struct route *r)
             status = -1;
     }
     r->ntopics = rc->topics.count;
+    if (check_per_key(b, r) != 0)
+        status = -1;
     return status;
 }
 
@@ -881,6 +930,11 @@ fail:
 /* ------------------------------------------------------------------ */
 /* Upstream form of a topic template                                   */
 /* ------------------------------------------------------------------ */
+
+bool route_is_per_key(const struct route *r)
+{
+    return r->per_key;
+}
 
 size_t route_topic_count(const struct route *r)
 {

@@ -84,6 +84,10 @@ int route_resolve(const struct route_table *t, const struct route *r,
 
 size_t route_topic_count(const struct route *r);
 
+/* True for a per-key route: its one topic is a redis-stream key with a
+ * {param}, read on demand while streams watch it (bridge/keyed.c). */
+bool route_is_per_key(const struct route *r);
+
 /* The source index of topic template j of r. */
 uint32_t route_topic_source(const struct route *r, size_t j);
 

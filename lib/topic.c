@@ -235,6 +235,7 @@ static const struct topic_syntax topic_syntaxes[] = {
         .match = topic_exact_match,
         .wildcards = "",
         .unsafe = "",
+        .per_key = true,
         .index = TOPIC_INDEX_LITERAL,
         .upstream = TOPIC_UPSTREAM_EXACT,
     },

@@ -57,6 +57,9 @@ struct topic_syntax {
     const char *param_wildcard; /* upstream form of {name}; NULL: no
                                    parameters allowed in patterns */
     const char *rest_wildcard;  /* upstream form of a last {name*} */
+    bool per_key;               /* a {name} makes a per-key pattern: each
+                                   resolved key is read on demand for the
+                                   streams that watch it (redis-stream) */
     enum topic_index_kind index;
     enum topic_upstream upstream;
 };
