@@ -30,6 +30,7 @@
 #include "bridge/upstream.h"
 #include "bridge/server.h"
 #include "bridge/stream.h"
+#include "bridge/writer.h"
 #include "lib/topic.h"
 #include "lib/topic_index.h"
 
@@ -151,57 +152,6 @@ static int bridge_sink_last_entry_id(void *ctx, struct source *src,
 
     history_scan_back(b->history, bridge_match_last_entry, &q);
     return q.found;
-}
-
-int bridge_frame_reserve(struct bridge *b, size_t len)
-{
-    char *buf;
-    size_t cap = b->framebuf_cap > 0 ? b->framebuf_cap : 4096;
-
-    if (len <= b->framebuf_cap)
-        return 0;
-    while (cap < len)
-        cap *= 2;
-    buf = realloc(b->framebuf, cap);
-    if (buf == NULL)
-        return -1;
-    b->framebuf = buf;
-    b->framebuf_cap = cap;
-    return 0;
-}
-
-void bridge_mark_dirty(struct bridge *b, struct stream *s)
-{
-    if (s->dirty)
-        return;
-    s->dirty = true;
-    s->dirty_next = b->dirty;
-    b->dirty = s;
-    event_active(b->write_ev, EV_TIMEOUT, 0);
-}
-
-void bridge_unmark_dirty(struct bridge *b, struct stream *s)
-{
-    struct stream **link = &b->dirty;
-
-    while (*link != NULL && *link != s)
-        link = &(*link)->dirty_next;
-    if (*link == s)
-        *link = s->dirty_next;
-    s->dirty = false;
-}
-
-/* Runs after the turn's other callbacks (it is activated behind them), so
- * all events that reached a stream in this turn go out in one writev. */
-static void bridge_on_write(evutil_socket_t fd, short what, void *arg)
-{
-    struct bridge *b = arg;
-
-    while (b->dirty != NULL) {
-        struct stream *s = b->dirty;
-        b->dirty = s->dirty_next;
-        stream_write(s);
-    }
 }
 
 void bridge_schedule_reap(struct bridge *b, struct stream *s)
@@ -371,11 +321,9 @@ struct bridge *bridge_new(struct config *cfg, struct route_table *routes,
                                       cfg->history.max_bytes)) == NULL ||
         (b->index = topic_index_new()) == NULL ||
         (b->keyed = keyed_new(b)) == NULL ||
-        (b->scratch = evbuffer_new()) == NULL ||
-        (b->zscratch = evbuffer_new()) == NULL ||
+        (b->writer = writer_new(b->base)) == NULL ||
         metrics_init(&b->metrics, cfg->nsources) < 0 ||
         (b->reap_ev = event_new(b->base, -1, 0, bridge_on_reap, b)) == NULL ||
-        (b->write_ev = event_new(b->base, -1, 0, bridge_on_write, b)) == NULL ||
         (b->drain_ev = evtimer_new(b->base, bridge_on_drain_poll, b)) == NULL)
         goto fail;
     if ((b->history = history_local_open(cfg, b->base, now, err,
@@ -462,15 +410,9 @@ void bridge_free(struct bridge *b)
         event_free(b->tick_ev);
     if (b->reap_ev != NULL)
         event_free(b->reap_ev);
-    if (b->write_ev != NULL)
-        event_free(b->write_ev);
-    free(b->framebuf);
     if (b->drain_ev != NULL)
         event_free(b->drain_ev);
-    if (b->scratch != NULL)
-        evbuffer_free(b->scratch);
-    if (b->zscratch != NULL)
-        evbuffer_free(b->zscratch);
+    writer_free(b->writer);
     topic_index_free(b->index);
     history_free(b->history);
     lastvalue_free(b->lastvalue);

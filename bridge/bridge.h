@@ -37,6 +37,7 @@ struct route_table;
 struct server;
 struct stream;
 struct topic_index;
+struct writer;
 
 struct bridge {
     struct event_base *base;
@@ -58,14 +59,7 @@ struct bridge {
     struct stream *reap;          /* streams to close after this pass */
     struct event *reap_ev;        /* runs bridge_reap soon */
 
-    /* Hot path scratch: frames are assembled here, then moved (not
-     * copied) into a connection's output. Always empty between uses. */
-    struct evbuffer *scratch;
-    struct evbuffer *zscratch;    /* the same, deflated (compressed streams) */
-    char *framebuf;               /* one message's frame (stream_frame_build) */
-    size_t framebuf_cap;
-    struct stream *dirty;         /* live streams with output to write */
-    struct event *write_ev;       /* writes them at the end of the turn */
+    struct writer *writer;        /* owned: the stream writer's buffers */
 
     struct event *tick_ev;        /* housekeeping (BRIDGE_TICK_MS) */
     struct event *signal_evs[3];  /* TERM, INT, HUP */
@@ -105,17 +99,6 @@ const char *bridge_source_name(const struct bridge *b, uint32_t i);
 /* Puts s on the reap list (idempotent): it is closed after the current
  * pass. */
 void bridge_schedule_reap(struct bridge *b, struct stream *s);
-
-/* Grows framebuf to at least len bytes. 0 or -1. */
-int bridge_frame_reserve(struct bridge *b, size_t len);
-
-/* Hot path: puts s on the dirty list (idempotent); every dirty stream
- * gets one write at the end of the current loop turn, however many
- * events reached it. */
-void bridge_mark_dirty(struct bridge *b, struct stream *s);
-
-/* Takes s off the dirty list (a stream being freed). */
-void bridge_unmark_dirty(struct bridge *b, struct stream *s);
 
 /* Starts the graceful shutdown of SPEC 2 (also from SIGTERM/SIGINT). */
 void bridge_drain(struct bridge *b);

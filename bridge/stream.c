@@ -50,6 +50,7 @@
 #include "bridge/bridge.h"
 #include "lib/compress.h"
 #include "bridge/feed.h"
+#include "bridge/writer.h"
 #include "lib/history.h"
 #include "lib/lastvalue.h"
 #include "lib/log.h"
@@ -99,7 +100,7 @@ static size_t stream_pending(const struct stream *s)
  */
 static void stream_compress_failed(struct stream *s)
 {
-    struct evbuffer *z = s->bridge->zscratch;
+    struct evbuffer *z = s->bridge->writer->zscratch;
 
     evbuffer_drain(z, evbuffer_get_length(z));
     if (s->reaping)
@@ -118,17 +119,17 @@ static void stream_send(struct stream *s,
                         void (*cb)(struct evhttp_connection *, void *))
 {
     struct bridge *b = s->bridge;
-    struct evbuffer *out = b->scratch;
+    struct evbuffer *out = b->writer->scratch;
 
     if (evbuffer_get_length(out) == 0)
         return;
     if (s->z != NULL) {
-        if (compressor_write(s->z, b->scratch, b->zscratch) < 0) {
-            evbuffer_drain(b->scratch, evbuffer_get_length(b->scratch));
+        if (compressor_write(s->z, b->writer->scratch, b->writer->zscratch) < 0) {
+            evbuffer_drain(b->writer->scratch, evbuffer_get_length(b->writer->scratch));
             stream_compress_failed(s);
             return;
         }
-        out = b->zscratch;
+        out = b->writer->zscratch;
     }
     evhttp_send_reply_chunk_with_cb(s->req, out, cb, s);
     s->last_write_ms = stream_now_ms(s);
@@ -150,16 +151,16 @@ static void stream_append_frame(struct stream *s, struct message *msg)
 
     if (body == NULL)
         return; /* out of memory: the client resumes later by id */
-    evbuffer_add(b->scratch, "id: ", 4);
-    evbuffer_add(b->scratch, msg->id, msg->id_len);
-    evbuffer_add(b->scratch, "\n", 1);
+    evbuffer_add(b->writer->scratch, "id: ", 4);
+    evbuffer_add(b->writer->scratch, msg->id, msg->id_len);
+    evbuffer_add(b->writer->scratch, "\n", 1);
     if (msg->stream_end)
-        evbuffer_add(b->scratch, STREAM_END_LINE, sizeof(STREAM_END_LINE) - 1);
+        evbuffer_add(b->writer->scratch, STREAM_END_LINE, sizeof(STREAM_END_LINE) - 1);
     else if (f->event == ROUTE_EVENT_FIXED)
-        evbuffer_add(b->scratch, f->event_line, f->event_line_len);
+        evbuffer_add(b->writer->scratch, f->event_line, f->event_line_len);
     else if (f->event == ROUTE_EVENT_TOPIC)
-        sse_append_event(b->scratch, msg->topic, msg->topic_len);
-    evbuffer_add(b->scratch, body, len);
+        sse_append_event(b->writer->scratch, msg->topic, msg->topic_len);
+    evbuffer_add(b->writer->scratch, body, len);
     s->sent_seq = msg->seq;
     b->metrics.delivered++;
 }
@@ -214,7 +215,7 @@ static void stream_append_text(struct stream *s, const char *data,
 {
     struct bridge *b = s->bridge;
     struct evbuffer *out = stream_output(s);
-    struct evbuffer *z = b->zscratch;
+    struct evbuffer *z = b->writer->zscratch;
     char head[STREAM_CHUNK_HEAD_MAX];
 
     if (s->z != NULL) {
@@ -232,13 +233,13 @@ static void stream_append_text(struct stream *s, const char *data,
         evbuffer_add(out, data, len);
     if (s->chunked)
         evbuffer_add(out, "\r\n", 2);
-    bridge_mark_dirty(s->bridge, s);
+    writer_mark_dirty(s->bridge->writer, s);
 }
 
 /* Appends the scratch buffer's text (a heartbeat) and empties it. */
 static void stream_append_scratch(struct stream *s)
 {
-    struct evbuffer *scratch = s->bridge->scratch;
+    struct evbuffer *scratch = s->bridge->writer->scratch;
     size_t len = evbuffer_get_length(scratch);
 
     stream_append_text(s, (const char *)evbuffer_pullup(scratch, -1), len);
@@ -265,7 +266,7 @@ static void stream_send_frame(struct stream *s, const char *data, size_t len)
     }
     if ((size_t)n < len)
         evbuffer_add(out, data + n, len - (size_t)n);
-    bridge_mark_dirty(s->bridge, s);
+    writer_mark_dirty(s->bridge->writer, s);
 }
 
 /* The end entry of a per-key stream went out: close gracefully after
@@ -333,24 +334,24 @@ int stream_frame_build(struct bridge *b, const struct feed *f,
     if (body == NULL)
         return -1;
     if (msg->stream_end)
-        evbuffer_add(b->scratch, STREAM_END_LINE, sizeof(STREAM_END_LINE) - 1);
+        evbuffer_add(b->writer->scratch, STREAM_END_LINE, sizeof(STREAM_END_LINE) - 1);
     else if (f->event == ROUTE_EVENT_TOPIC)
-        sse_append_event(b->scratch, msg->topic, msg->topic_len);
+        sse_append_event(b->writer->scratch, msg->topic, msg->topic_len);
     else if (f->event == ROUTE_EVENT_FIXED)
-        evbuffer_add(b->scratch, f->event_line, f->event_line_len);
-    event_len = evbuffer_get_length(b->scratch);
+        evbuffer_add(b->writer->scratch, f->event_line, f->event_line_len);
+    event_len = evbuffer_get_length(b->writer->scratch);
     len = 4 + msg->id_len + 1 + event_len + body_len;
-    if (bridge_frame_reserve(b, STREAM_CHUNK_HEAD_MAX + len + 2) < 0) {
-        evbuffer_drain(b->scratch, event_len);
+    if (writer_frame_reserve(b->writer, STREAM_CHUNK_HEAD_MAX + len + 2) < 0) {
+        evbuffer_drain(b->writer->scratch, event_len);
         return -1;
     }
     /* The frame starts after room for the chunk header, which is then
      * written right before it: both views share one copy. */
-    p = b->framebuf + STREAM_CHUNK_HEAD_MAX;
+    p = b->writer->framebuf + STREAM_CHUNK_HEAD_MAX;
     memcpy(p, "id: ", 4);
     memcpy(p + 4, msg->id, msg->id_len);
     p[4 + msg->id_len] = '\n';
-    evbuffer_remove(b->scratch, p + 5 + msg->id_len, event_len);
+    evbuffer_remove(b->writer->scratch, p + 5 + msg->id_len, event_len);
     memcpy(p + 5 + msg->id_len + event_len, body, body_len);
     memcpy(p + len, "\r\n", 2);
     head_len = stream_chunk_header(len, head);
@@ -455,7 +456,7 @@ static bool stream_append_snapshot_batch(struct stream *s)
     struct stream_catchup *c = s->catchup;
 
     while (c->snap_next < c->snap_count &&
-           evbuffer_get_length(s->bridge->scratch) < STREAM_REPLAY_BATCH) {
+           evbuffer_get_length(s->bridge->writer->scratch) < STREAM_REPLAY_BATCH) {
         struct message *msg = c->snap[c->snap_next++];
         stream_append_frame(s, msg);
         message_unref(msg);
@@ -486,7 +487,7 @@ static enum history_read stream_append_replay_batch(struct stream *s,
     enum history_read r = HISTORY_READ_OK;
 
     *at_head = false;
-    while (evbuffer_get_length(b->scratch) < STREAM_REPLAY_BATCH &&
+    while (evbuffer_get_length(b->writer->scratch) < STREAM_REPLAY_BATCH &&
            examined < STREAM_REPLAY_WORK) {
         r = history_read(stream_history(s), c->after, batch,
                          STREAM_REPLAY_READ,
@@ -536,7 +537,7 @@ static void stream_replay(struct stream *s)
     }
     if (r == HISTORY_READ_GONE) {
         /* Evicted under us: close; the client resumes and gets a reset. */
-        evbuffer_drain(b->scratch, evbuffer_get_length(b->scratch));
+        evbuffer_drain(b->writer->scratch, evbuffer_get_length(b->writer->scratch));
         s->reap_reason = DROP_REPLAY;
         bridge_schedule_reap(b, s);
         return;
@@ -547,7 +548,7 @@ static void stream_replay(struct stream *s)
         stream_flush(s);
         return;
     }
-    if (evbuffer_get_length(b->scratch) > 0) {
+    if (evbuffer_get_length(b->writer->scratch) > 0) {
         stream_send(s, stream_on_drained);
         return;
     }
@@ -568,9 +569,9 @@ static bool stream_append_checkpoint(struct stream *s, uint64_t pos)
     if (pos == 0 || pos <= s->sent_seq)
         return false;
     len = history_format_id(stream_history(s), pos, id, sizeof(id));
-    evbuffer_add(b->scratch, "id: ", 4);
-    evbuffer_add(b->scratch, id, len);
-    evbuffer_add(b->scratch, "\n\n", 2);
+    evbuffer_add(b->writer->scratch, "id: ", 4);
+    evbuffer_add(b->writer->scratch, id, len);
+    evbuffer_add(b->writer->scratch, "\n\n", 2);
     s->sent_seq = pos;
     return true;
 }
@@ -597,7 +598,7 @@ void stream_tick(struct stream *s, int64_t now_ms)
     if (stream_cut_if_behind(s))
         return;
     if (!stream_append_checkpoint(s, history_head(stream_history(s))))
-        evbuffer_add(s->bridge->scratch, ":\n\n", 3);
+        evbuffer_add(s->bridge->writer->scratch, ":\n\n", 3);
     stream_append_scratch(s);
 }
 
@@ -681,7 +682,7 @@ static void stream_destroy(struct stream *s)
     if (s->feed != NULL)
         feed_detach(s->feed, s);
     if (s->dirty)
-        bridge_unmark_dirty(b, s);
+        writer_unmark_dirty(b->writer, s);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
@@ -758,7 +759,7 @@ void stream_close(struct stream *s, bool graceful, int64_t retry_ms)
     if (s->feed != NULL)
         feed_detach(s->feed, s);
     s->closing = true;
-    evbuffer_add_printf(b->scratch, "retry: %lld\n\n", (long long)retry_ms);
+    evbuffer_add_printf(b->writer->scratch, "retry: %lld\n\n", (long long)retry_ms);
     stream_send(s, stream_on_final_flush);
 }
 
@@ -779,26 +780,26 @@ static void stream_append_preamble(struct stream *s,
     const struct stream_config *sc = &b->cfg->stream;
 
     if (sc->padding > 0) {
-        evbuffer_add(b->scratch, ":", 1);
+        evbuffer_add(b->writer->scratch, ":", 1);
         for (uint64_t i = 1; i < sc->padding; i++)
-            evbuffer_add(b->scratch, " ", 1);
-        evbuffer_add(b->scratch, "\n", 1);
+            evbuffer_add(b->writer->scratch, " ", 1);
+        evbuffer_add(b->writer->scratch, "\n", 1);
     }
-    evbuffer_add_printf(b->scratch, "retry: %lld\n\n",
+    evbuffer_add_printf(b->writer->scratch, "retry: %lld\n\n",
                         (long long)sc->retry_ms);
     if (start->kind != STREAM_START_RESET)
         return;
-    evbuffer_add_printf(b->scratch,
+    evbuffer_add_printf(b->writer->scratch,
                         "event: reset\ndata: {\"reason\":\"%s\",\"last_id\":",
                         start->reset_reason);
-    sse_append_json_string(b->scratch, start->last_id, strlen(start->last_id));
-    evbuffer_add_printf(b->scratch, "}\n");
+    sse_append_json_string(b->writer->scratch, start->last_id, strlen(start->last_id));
+    evbuffer_add_printf(b->writer->scratch, "}\n");
     /* The reset carries the head id, so that the next reconnect resumes
      * from here instead of resetting again; the checkpoint's blank line
      * then ends the event. */
     if (start->replay_all ||
         !stream_append_checkpoint(s, history_head(stream_history(s))))
-        evbuffer_add(b->scratch, "\n", 1);
+        evbuffer_add(b->writer->scratch, "\n", 1);
     b->metrics.resets++;
 }
 

@@ -43,7 +43,7 @@ struct stream {
     struct stream *feed_prev, *feed_next;
     struct stream *prev, *next;      /* in bridge->streams */
     struct stream *reap_next;        /* in bridge->reap */
-    struct stream *dirty_next;       /* in bridge->dirty */
+    struct stream *dirty_next;       /* in the writer's dirty list */
     struct compressor *z;            /* owned; NULL: not compressed */
     int fd;                          /* the socket (owned by libevent) */
     struct evbuffer_cb_entry *input_cb; /* discards what the client sends */
@@ -59,7 +59,7 @@ struct stream {
     bool reaping;          /* on the bridge's reap list */
     bool closing;          /* final "retry:" being flushed, then freed */
     bool chunked;          /* HTTP/1.1 chunked body (else close-delimited) */
-    bool dirty;            /* on bridge->dirty: output waits for a write */
+    bool dirty;            /* on the writer's list: output waits */
 };
 
 /*
@@ -116,7 +116,7 @@ int stream_frame_build(struct bridge *b, const struct feed *f,
 
 /* Hot path: writes what is pending for a live stream with one writev,
  * leaving libevent to finish only when the socket is full. Called by the
- * bridge for every dirty stream at the end of a dispatch turn. */
+ * writer (writer.h) for every dirty stream at the end of a loop turn. */
 void stream_write(struct stream *s);
 
 /* Heartbeat, token expiry and lifetime checks (from the housekeeping tick). */
