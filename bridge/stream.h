@@ -109,7 +109,7 @@ struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
  * output; the write happens in stream_write, once per loop turn. */
 void stream_deliver(struct stream *s, const struct frame *f, uint64_t seq);
 
-/* Builds msg's frame for feed f in the bridge's frame buffer (valid until
+/* Builds msg's frame for feed f in the writer's frame buffer (valid until
  * the next call). Once per message per feed. 0, or -1 on ENOMEM. */
 int stream_frame_build(struct bridge *b, const struct feed *f,
                        struct message *msg, struct frame *out);
