@@ -209,6 +209,9 @@ static bool ring_parse_id(const struct ring *h, const char *id,
         return false;
     if (memcmp(id, h->epoch, h->epoch_len) != 0 || id[h->epoch_len] != '-')
         return false;
+    /* Only the id as issued: "<epoch>-0004" is not event 4. */
+    if (id[h->epoch_len + 1] == '0')
+        return false;
     for (i = h->epoch_len + 1; i < len; i++) {
         if (id[i] < '0' || id[i] > '9')
             return false;

@@ -162,6 +162,12 @@ static void test_unknown_ids(void **state)
     assert_int_equal(ring_find(h, id, strlen(id), &seq), HISTORY_UNKNOWN);
     snprintf(id + strlen(id) - 2, 30, "99999999999999999999999");
     assert_int_equal(ring_find(h, id, strlen(id), &seq), HISTORY_UNKNOWN);
+    /* Only the id as issued: a zero-padded seq names no event. */
+    ring_format_id(h, 1, id, sizeof(id));
+    assert_int_equal(ring_find(h, id, strlen(id), &seq), HISTORY_FOUND);
+    memmove(strrchr(id, '-') + 2, strrchr(id, '-') + 1, 2);
+    strrchr(id, '-')[1] = '0';
+    assert_int_equal(ring_find(h, id, strlen(id), &seq), HISTORY_UNKNOWN);
     ring_free(h);
     ring_free(other);
 }
