@@ -60,6 +60,7 @@
 #include <hiredis/hiredis.h>
 
 #include "adapters/redis_conn.h"
+#include "adapters/redis_stream_payload.h"
 #include "lib/log.h"
 #include "lib/message.h"
 #include "lib/sse.h"
@@ -430,7 +431,7 @@ static bool redis_stream_values_utf8(const redisReply *fields)
 }
 
 /*
- * Builds the payload of one entry into s->payload: a JSON object of its
+ * Builds the payload of one entry into out: a JSON object of its
  * fields in entry order, {"field":"value",...}, values as JSON strings.
  * When any value is not valid UTF-8 (JSON strings cannot hold it), every
  * value is base64 instead and "_encoding":"base64" ends the object, so a
@@ -441,11 +442,9 @@ static bool redis_stream_values_utf8(const redisReply *fields)
  * every event with) rather than jansson: jansson refuses non-UTF-8
  * strings, and this appends into one reused buffer. 0, or -1 on ENOMEM.
  */
-static int redis_stream_payload(struct redis_stream *s,
-                                const redisReply *fields)
+int redis_stream_payload(struct evbuffer *out, const redisReply *fields)
 {
     static const char marker[] = "\"_encoding\":\"base64\"";
-    struct evbuffer *out = s->payload;
     bool base64 = !redis_stream_values_utf8(fields);
     bool first = true;
     int rc = 0;
@@ -502,7 +501,7 @@ static void redis_stream_deliver(struct redis_stream *s,
     fields = entry->element[1]->type == REDIS_REPLY_ARRAY ? entry->element[1]
                                                           : &no_fields;
     redis_stream_key_set(key, id->str, id->len);
-    if (redis_stream_payload(s, fields) < 0)
+    if (redis_stream_payload(s->payload, fields) < 0)
         goto oom;
     msg = message_new(src->index, src->cfg->type, key->name,
                       strlen(key->name), evbuffer_pullup(s->payload, -1),

@@ -4,8 +4,9 @@
  * in-process evhttp server (libevent's own request parser and limits, set
  * as bridge/server.c sets them), whose handler runs the request-level
  * steps of server_resolve on what evhttp parsed: path -> route match ->
- * query string -> Last-Event-ID -> auth headers (Authorization, ?token=,
- * Cookie) -> route_resolve into a topic filter. Several pipelined
+ * query string -> Last-Event-ID -> Accept-Encoding negotiation -> auth
+ * headers (Authorization, ?token=, Cookie) -> route_resolve into a topic
+ * filter (fuzz_headers calls the header parsers directly, faster). Several pipelined
  * requests in one input are all answered.
  *
  * The bridge itself (sources, history, streams) is not built: its request
@@ -31,6 +32,7 @@
 
 #include "auth/auth.h"
 #include "config/config.h"
+#include "lib/compress.h"
 #include "lib/query.h"
 #include "lib/route.h"
 #include "lib/topic.h"
@@ -98,6 +100,10 @@ static void fuzz_handle(struct evhttp_request *req, void *arg)
     } else {
         last_id = evhttp_find_header(in, "Last-Event-ID");
         (void)(last_id != NULL ? strlen(last_id) : 0);
+        /* As evhttp hands it over (fuzz_headers drives it directly). */
+        if (compress_negotiate(evhttp_find_header(in, "Accept-Encoding")) >
+            COMPRESS_DEFLATE)
+            abort();
         struct auth_request areq = {
             .path = path,
             .authorization = evhttp_find_header(in, "Authorization"),
