@@ -5,8 +5,9 @@
 # mode). See tests/fuzz/README.md.
 #   FUZZ_SECONDS=600 tests/fuzz/run.sh                a longer run by hand
 #   FUZZ_SECONDS=600 FUZZ_MERGE=1 tests/fuzz/run.sh   ... that keeps what it
-#       found: the coverage-increasing inputs are merged (-merge=1, which
-#       minimises) into tests/fuzz/corpus/<name>/, ready to commit
+#       found: the committed corpus and the new inputs are merged with
+#       -set_cover_merge=1 (a minimising -merge) into
+#       tests/fuzz/corpus/<name>/, ready to commit
 #   FUZZ_TARGETS="journal auth" tests/fuzz/run.sh     only these targets
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -34,24 +35,31 @@ for t in "${targets[@]}"; do
     echo "fuzz_$t: ok, $runs executions in ${seconds}s (${cov:-cov: ?})"
     if [ "$merge" = 1 ]; then
       before=$(find "$corpus" -type f | wc -l)
-      # Minimising merge of the committed corpus and the new inputs: only
-      # inputs that add coverage are kept, the seeds first.
+      # Minimising merge (greedy set cover) of the committed corpus and
+      # the new inputs into an empty directory: it keeps the smallest set
+      # of inputs that has all their coverage.
       mkdir -p "$scratch/$t.merged"
-      "$build/tests/fuzz_$t" -merge=1 -timeout=10 -rss_limit_mb=2048 \
-        "$scratch/$t.merged" "$corpus" "$scratch/$t" \
+      "$build/tests/fuzz_$t" -set_cover_merge=1 -timeout=10 \
+        -rss_limit_mb=2048 "$scratch/$t.merged" "$corpus" "$scratch/$t" \
         >"$scratch/$t.merge.log" 2>&1
-      # Keep the named seeds; add the merged inputs (named by their sha1).
+      # Named seeds stay; SHA-1-named inputs (from earlier merges) that
+      # the new set does not keep go; kept inputs not yet committed come.
+      for f in "$corpus"/*; do
+        name=$(basename "$f")
+        [[ $name =~ ^[0-9a-f]{40}$ ]] || continue
+        [ -f "$scratch/$t.merged/$name" ] || rm -f "$f"
+      done
       for f in "$scratch/$t.merged"/*; do
         [ -f "$f" ] || continue
-        cmp -s "$f" "$corpus/$(basename "$f")" 2>/dev/null && continue
         found=0
         for s in "$corpus"/*; do
           cmp -s "$f" "$s" && { found=1; break; }
         done
-        [ $found = 1 ] || cp "$f" "$corpus/"
+        [ $found = 1 ] || cp "$f" "$corpus/$(sha1sum "$f" | cut -c1-40)"
       done
       after=$(find "$corpus" -type f | wc -l)
-      echo "fuzz_$t: corpus $before -> $after files ($(du -sh "$corpus" | cut -f1))"
+      echo "fuzz_$t: corpus $before -> $after files" \
+        "($(du -s --apparent-size --block-size=1 "$corpus" | cut -f1) bytes)"
     fi
   else
     echo "fuzz_$t: FAILED"
