@@ -49,13 +49,11 @@ for t in "${targets[@]}"; do
         [[ $name =~ ^[0-9a-f]{40}$ ]] || continue
         [ -f "$scratch/$t.merged/$name" ] || rm -f "$f"
       done
+      have=$(find "$corpus" -type f -exec sha1sum {} + | cut -c1-40)
       for f in "$scratch/$t.merged"/*; do
         [ -f "$f" ] || continue
-        found=0
-        for s in "$corpus"/*; do
-          cmp -s "$f" "$s" && { found=1; break; }
-        done
-        [ $found = 1 ] || cp "$f" "$corpus/$(sha1sum "$f" | cut -c1-40)"
+        sum=$(sha1sum "$f" | cut -c1-40)
+        grep -qx "$sum" <<<"$have" || cp "$f" "$corpus/$sum"
       done
       after=$(find "$corpus" -type f | wc -l)
       echo "fuzz_$t: corpus $before -> $after files" \
