@@ -26,7 +26,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { after, before, describe, test } = require('node:test');
 const { httpRequest, openSse } = require('./lib/sse');
-const { makeTempDir, sleep, waitFor } = require('./lib/procs');
+const { makeTempDir, waitFor } = require('./lib/procs');
 const { connectRedis, startRedis } = require('./lib/redis');
 const { startSluice, withLog } = require('./lib/sluice');
 const { assertIncreasing, contentFrames, parseEnvelope, readResuming } = require('./lib/fixtures');
@@ -162,12 +162,14 @@ async function assertResume(sluice, p, lastId, expected, channel) {
         assert.deepEqual(replay.map((e) => e.id), expected.map((e) => e.id), 'replayed ids');
         assert.deepEqual(replay.map(payloadText), expected.map(payloadText), 'replayed payloads');
         const [live] = payloads('live', 0, 0);
+        const [marker] = payloads('marker', 0, 0);
         await ctx.pub.publish(channel, live);
-        const all = await c.waitForEvents(expected.length + 1);
-        const got = all[expected.length];
+        await ctx.pub.publish(channel, marker);
+        await c.waitUntil(() => c.events.some((e) => payloadText(e) === marker), 'the marker after the live event');
+        const got = c.events[expected.length];
         assert.equal(payloadText(got), live, 'the live event follows the replay');
-        await sleep(100);
-        assert.equal(c.events.length, expected.length + 1, `nothing else: ${c.describe()}`);
+        assert.deepEqual(c.events.map(payloadText), [...expected.map(payloadText), live, marker],
+            `the replay, the live event, the marker, nothing else: ${c.describe()}`);
         assert.ok(!contentFrames(c).some((f) => f.event === 'reset'), `no reset: ${c.describe()}`);
         return got;
     } finally {

@@ -176,15 +176,22 @@ describe('redis-server killed and restarted 5 times', () => {
             const inWindow = log.filter((r) => r.ok && windows.some((w) => r.t0 >= w.from && r.t1 <= w.to));
             const unsubscribed = inWindow.filter((r) => r.receivers < 1).map((r) => r.seq);
             assert.deepEqual(unsubscribed, [], 'publishes made while /readyz said 200 found no subscriber');
-            const last = reached[reached.length - 1];
-            for (const c of streams) {
-                await c.waitUntil(() => c.events.some((e) => JSON.parse(e.data).payload === last),
-                    `the last publish (${last})`, 5000);
+            /* A marker after the last publish ends the check: once it is
+             * on every stream, nothing published before it is still due. */
+            const markerPub = await connectRedis(own.redis.port);
+            try {
+                assert.ok(await markerPub.publish('orders:faults', '"end"') >= 1, 'the marker reached sluice');
+            } finally {
+                markerPub.close();
             }
-            await sleep(200);
+            for (const c of streams) {
+                await c.waitUntil(() => c.events.some((e) => JSON.parse(e.data).payload === 'end'),
+                    'the marker after the last publish', 5000);
+            }
             streams.forEach((c, i) => {
                 assert.equal(c.ended, false, `stream ${i} stayed open`);
                 const got = c.events.map((e) => JSON.parse(e.data).payload);
+                assert.equal(got.pop(), 'end', `stream ${i}: the marker comes last, once`);
                 checkDelivery(`stream ${i}`, got, log, reached);
             });
             t.diagnostic(`${log.length} publishes, ${log.filter((r) => r.ok).length} accepted by redis, ` +
@@ -239,14 +246,17 @@ describe('mosquitto killed and restarted 5 times', () => {
             const must = log.filter((r) => r.ok && windows.some((w) => r.t0 >= w.from && r.t1 <= w.to))
                 .map((r) => r.seq);
             assert.ok(must.length >= CYCLES * 5, `too few publishes inside up windows: ${must.length}`);
-            const last = must[must.length - 1];
+            /* A marker after the last publish ends the check (QoS 1 from
+             * a later client: the broker forwards it after the others). */
+            await mqttPublish(own.mosq.port, 'plant/faults/a', 'end', { qos: 1 });
             for (const c of streams) {
-                await c.waitUntil(() => c.events.some((e) => Number(e.data) === last), `the last publish (${last})`, 5000);
+                await c.waitUntil(() => c.events.some((e) => e.data === 'end'), 'the marker after the last publish', 5000);
             }
-            await sleep(200);
             streams.forEach((c, i) => {
                 assert.equal(c.ended, false, `stream ${i} stayed open`);
-                checkDelivery(`stream ${i}`, c.events.map((e) => Number(e.data)), log, must);
+                const got = c.events.map((e) => e.data);
+                assert.equal(got.pop(), 'end', `stream ${i}: the marker comes last, once`);
+                checkDelivery(`stream ${i}`, got.map(Number), log, must);
             });
             t.diagnostic(`${log.length} publishes, ${log.filter((r) => r.ok).length} accepted by mosquitto, ` +
                 `${must.length} inside up windows, all arrived on 3 streams; ${CYCLES} restarts`);

@@ -19,7 +19,7 @@
 const assert = require('node:assert/strict');
 const { after, before, describe, test } = require('node:test');
 const { httpRequest, openSse } = require('./lib/sse');
-const { makeTempDir, sleep, spawnTracked, waitFor, withTimeout } = require('./lib/procs');
+const { makeTempDir, spawnTracked, waitFor, withTimeout } = require('./lib/procs');
 const { mqttPublish, startMosquitto } = require('./lib/mosquitto');
 const { startSluice, withLog } = require('./lib/sluice');
 const { ID_RE, assertIncreasing, contentFrames, readResuming, uniquePayload } = require('./lib/fixtures');
@@ -117,6 +117,19 @@ async function metric(sluice, name) {
     return line === undefined ? NaN : Number(line.slice(name.length + 1));
 }
 
+/* Publishes "marker" (QoS 1) to topic and waits until it is on a stream
+ * of /mqtt/<topic>: everything the broker sent sluice before it has been
+ * received then. */
+async function markerArrives(own, topic, protocol) {
+    const c = await open(own.sluice, `/mqtt/${topic}`);
+    try {
+        await mqttPublish(own.mosq.port, topic, '"marker"', { qos: 1, protocol });
+        await c.waitForEvents(1);
+    } finally {
+        c.close();
+    }
+}
+
 const RECEIVED = 'sluice_events_received_total{source="plant"}';
 const TOO_LARGE = 'sluice_events_too_large_total{source="plant"}';
 
@@ -156,8 +169,10 @@ for (const protocol of [4, 5]) {
              * for /sites): the broker sends the retained message once per
              * filter, sluice keeps one event. */
             await waitFor(async () => await metric(own.sluice, RECEIVED) >= 1, 'the retained message');
-            await sleep(200);
-            assert.equal(await metric(own.sluice, RECEIVED), 1, 'one event for the retained message');
+            /* The broker sent the retained copies when sluice subscribed: a
+             * marker published now reaches sluice after any second copy. */
+            await markerArrives(own, 'other/marker', protocol);
+            assert.equal(await metric(own.sluice, RECEIVED), 2, 'one event for the retained message (+ the marker)');
 
             /* Move the head past it with an unrelated topic. */
             const obs = await open(own.sluice, '/mqtt/other/head');
@@ -202,8 +217,11 @@ for (const protocol of [4, 5]) {
             try {
                 const events = await atHead.waitForEvents(2);
                 assert.deepEqual(events.map((e) => JSON.parse(e.data).payload), [{ v: 1 }, { v: 2 }]);
-                await sleep(200);
-                assert.equal(contentFrames(atHead).length, 2, atHead.describe());
+                /* A live marker: an id-only frame would come before it. */
+                await pub('factory/a/l3/temperature', '{"v":3}');
+                await atHead.waitForEvents(3);
+                assert.deepEqual(contentFrames(atHead).map((f) => f.data !== null && JSON.parse(f.data).payload),
+                    [{ v: 1 }, { v: 2 }, { v: 3 }], atHead.describe());
             } finally {
                 atHead.close();
             }
@@ -239,10 +257,20 @@ for (const protocol of [4, 5]) {
                 const [, , , , r] = await a.waitForEvents(5);
                 assert.equal(mqttEnvelope(r, { topic: 'factory/a/r/temperature', retain: false }).payload, 'r');
 
-                await sleep(150);
-                assert.equal(a.events.length, 5, a.describe());
-                assert.equal(b.events.length, 1, b.describe());
-                assert.equal(pressure.events.length, 1, pressure.describe());
+                /* A marker on each stream's filter ends the check. */
+                await pub('factory/a/mk/temperature', '"ma"');
+                await pub('factory/b/mk/temperature', '"mb"');
+                await pub('factory/a/l1/pressure', '"mp"');
+                await a.waitForEvents(6);
+                await b.waitForEvents(2);
+                await pressure.waitForEvents(2);
+                const tail = (c) => c.events.map((e) => JSON.parse(e.data).payload).slice(-2);
+                assert.equal(a.events.length, 6, a.describe());
+                assert.deepEqual(tail(a), ['r', 'ma'], a.describe());
+                assert.equal(b.events.length, 2, b.describe());
+                assert.deepEqual(tail(b), [{ t: 30 }, 'mb'], b.describe());
+                assert.equal(pressure.events.length, 2, pressure.describe());
+                assert.deepEqual(tail(pressure), [{ p: 1013 }, 'mp'], pressure.describe());
             } finally {
                 a.close();
                 b.close();
@@ -281,8 +309,9 @@ for (const protocol of [4, 5]) {
                 await pub('factory/a/b', '"exact"');
                 const [ev] = await c.waitForEvents(1);
                 assert.equal(mqttEnvelope(ev, { topic: 'factory/a/b' }).payload, 'exact');
-                await sleep(150);
-                assert.equal(c.events.length, 1, c.describe());
+                await pub('factory/a/b', '"marker"');
+                await c.waitForEvents(2);
+                assert.deepEqual(c.events.map((e) => JSON.parse(e.data).payload), ['exact', 'marker'], c.describe());
             } finally {
                 c.close();
             }
@@ -339,10 +368,12 @@ for (const protocol of [4, 5]) {
                 await pub('factory/over', '"small"');
                 const [small] = await c.waitForEvents(1);
                 assert.equal(mqttEnvelope(small, { topic: 'factory/over' }).payload, 'small');
-                await sleep(150);
-                assert.equal(c.events.length, 1, `the 1 MiB + 1 message was not delivered: ${c.describe()}`);
+                await pub('factory/over', '"marker"');
+                await c.waitForEvents(2);
+                assert.deepEqual(c.events.map((e) => JSON.parse(e.data).payload), ['small', 'marker'],
+                    `the 1 MiB + 1 message was not delivered: ${c.describe()}`);
                 assert.equal(await metric(own.sluice, TOO_LARGE), tooLarge + 1);
-                assert.equal(await metric(own.sluice, RECEIVED), received + 1, 'only the small one was received');
+                assert.equal(await metric(own.sluice, RECEIVED), received + 2, 'only the small one (+ the marker) was received');
                 assert.equal(c.ended, false);
             } finally {
                 c.close();
@@ -434,11 +465,12 @@ for (const protocol of [4, 5]) {
 
         it('one publish matching both filters gives exactly one event', async () => {
             await waitFor(async () => await metric(own.sluice, RECEIVED) >= 1, 'the retained message');
-            await sleep(200);
-            assert.equal(await metric(own.sluice, RECEIVED), 1, 'one event for the retained message');
+            await markerArrives(own, 'factory/zz/marker', protocol);
+            assert.equal(await metric(own.sluice, RECEIVED), 2, 'one event for the retained message (+ a marker)');
 
             const sites = await open(own.sluice, '/sites/a/temperature?snapshot=0');
             const all = await open(own.sluice, '/mqtt/factory/a/l1/temperature');
+            const mk = await open(own.sluice, '/mqtt/factory/a/l1/other');
             try {
                 const payload = uniquePayload();
                 await mqttPublish(own.mosq.port, 'factory/a/l1/temperature', payload, { qos: 1, protocol });
@@ -448,10 +480,12 @@ for (const protocol of [4, 5]) {
                 assert.equal(JSON.stringify(env.payload), payload);
                 const [same] = await all.waitForEvents(1);
                 assert.equal(same.id, ev.id);
-                await waitFor(async () => await metric(own.sluice, RECEIVED) >= 3, 'the marker');
-                await sleep(200);
-                assert.equal(await metric(own.sluice, RECEIVED), 3,
-                    'retained + one publish + marker = 3 events');
+                /* factory/a/l1/other came after the publish under test: once
+                 * it is on its stream, a second event for the publish would
+                 * have been counted. */
+                await mk.waitForEvents(1);
+                assert.equal(await metric(own.sluice, RECEIVED), 4,
+                    'retained + marker + one publish + marker = 4 events');
                 assert.equal(sites.events.length, 1, sites.describe());
                 assert.equal(all.events.length, 1, all.describe());
 
@@ -463,6 +497,7 @@ for (const protocol of [4, 5]) {
             } finally {
                 sites.close();
                 all.close();
+                mk.close();
             }
         });
     });
@@ -499,8 +534,10 @@ describe('QoS 1 persistent session across a sluice restart', () => {
             assert.deepEqual(events.map((e) => mqttEnvelope(e, { topic: 'factory/p/x' }).payload),
                 [{ down: 1 }, { down: 2 }, { down: 3 }]);
             assertIncreasing([last.id, ...events.map((e) => e.id)]);
-            await sleep(200);
-            assert.equal(contentFrames(resumed).length, 3, `exactly those 3, no reset: ${resumed.describe()}`);
+            await mqttPublish(own.mosq.port, 'factory/p/x', '"marker"', { qos: 1 });
+            await resumed.waitForEvents(4);
+            assert.deepEqual(contentFrames(resumed).map((f) => f.data !== null && JSON.parse(f.data).payload),
+                [{ down: 1 }, { down: 2 }, { down: 3 }, 'marker'], `exactly those 3 (+ the marker), no reset: ${resumed.describe()}`);
         } finally {
             resumed.close();
         }

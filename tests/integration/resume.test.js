@@ -59,17 +59,19 @@ async function publishAndRead(c, channel, n) {
 const payloadOf = (frame) => JSON.stringify(parseEnvelope(frame).payload);
 
 /* Asserts that stream c starts with exactly `expected` (frames from an
- * earlier stream) and then delivers a live event, with nothing between. */
+ * earlier stream) and then delivers a live event, with nothing between;
+ * a marker published after the live event ends the check. */
 async function assertReplayThenLive(c, expected, channel) {
     const replay = await c.waitForEvents(expected.length);
     assert.deepEqual(replay.map((e) => e.id), expected.map((e) => e.id));
     assert.deepEqual(replay.map(payloadOf), expected.map(payloadOf));
     const live = uniquePayload({ live: true });
+    const marker = uniquePayload({ marker: true });
     await ctx.pub.publish(channel, live);
-    const all = await c.waitForEvents(expected.length + 1);
-    assert.equal(payloadOf(all[expected.length]), live);
-    await sleep(100);
-    assert.equal(c.events.length, expected.length + 1, `no duplicates: ${c.describe()}`);
+    await ctx.pub.publish(channel, marker);
+    await c.waitUntil(() => c.events.some((e) => payloadOf(e) === marker), 'the marker after the live event');
+    assert.deepEqual(c.events.map(payloadOf), [...expected.map(payloadOf), live, marker],
+        `the replay, the live event, the marker, nothing else: ${c.describe()}`);
     assert.ok(!contentFrames(c).some((f) => f.event === 'reset'), 'no reset');
 }
 
@@ -152,14 +154,14 @@ async function expectReset(c, reason, lastId) {
     return reset;
 }
 
-/* After a reset: no replay, then a live event arrives. */
+/* After a reset: no replay, then a live event arrives (the marker: a
+ * replay would come between the reset and it). */
 async function expectFreshLive(c, channel) {
-    await sleep(150);
-    assert.equal(c.events.length, 1, `only the reset so far: ${c.describe()}`);
     const live = uniquePayload({ live: true });
     await ctx.pub.publish(channel, live);
     const events = await c.waitForEvents(2);
-    assert.equal(payloadOf(events[1]), live);
+    assert.equal(payloadOf(events[1]), live, `the live event right after the reset: ${c.describe()}`);
+    assert.equal(contentFrames(c).filter((f) => f.data !== null).length, 2, `no replay: ${c.describe()}`);
 }
 
 describe('reset', () => {
@@ -247,12 +249,14 @@ describe('max_lifetime: 2s', () => {
                 await ctx.pub.publish('orders:flow', sent[sent.length - 1]);
                 await sleep(100);
             }
-            await waitFor(() => received.length >= sent.length,
-                `${sent.length} events (have ${received.length})`, 8000);
-            await sleep(200);
+            /* A marker after the flow ends the check. */
+            const marker = uniquePayload({ marker: true });
+            await ctx.pub.publish('orders:flow', marker);
+            await waitFor(() => received.some((r) => JSON.stringify(JSON.parse(r.data).payload) === marker),
+                `the marker after ${sent.length} events (have ${received.length})`, 8000);
             assert.ok(opens >= 2, `the stream was reopened (opens: ${opens})`);
             const payloads = received.map((r) => JSON.stringify(JSON.parse(r.data).payload));
-            assert.deepEqual(payloads, sent, 'every event exactly once, in order');
+            assert.deepEqual(payloads, [...sent, marker], 'every event exactly once, in order, then the marker');
             assert.deepEqual(received.map((r) => r.id), received.map((r) => JSON.parse(r.data).id));
         } finally {
             es.close();

@@ -18,7 +18,7 @@ const http = require('node:http');
 const { once } = require('node:events');
 const { after, before, describe, test } = require('node:test');
 const { httpRequest, openSse } = require('./lib/sse');
-const { sleep, waitFor, withTimeout } = require('./lib/procs');
+const { waitFor, withTimeout } = require('./lib/procs');
 const { connectRedis, startRedis } = require('./lib/redis');
 const { startSluice, withLog } = require('./lib/sluice');
 const { assertIncreasing, contentFrames, parseEnvelope, uniquePayload } = require('./lib/fixtures');
@@ -340,14 +340,16 @@ describe('retry, enabled: false, HEAD', () => {
     it('HEAD /healthz: 200 and no body (raw wire view)', async () => {
         /* Raw socket: a body after a HEAD response would corrupt the
          * connection, and node's parser would only say "Parse Error". */
+        /* A GET pipelined after it is the marker: its response starts
+         * right where the HEAD response's head ends, or a body came between. */
         const { sock, state } = await rawRequest(own.sluice.port,
-            'HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+            'HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
         try {
-            await waitFor(() => state.text.includes('\r\n\r\n'), 'the HEAD /healthz response head');
-            await sleep(200);
+            await waitFor(() => state.ended, 'both responses and the close');
             const sep = state.text.indexOf('\r\n\r\n');
             assert.match(state.text, /^HTTP\/1\.1 200 /);
-            assert.equal(state.text.slice(sep + 4), '', `no body after a HEAD response: ${JSON.stringify(state.text)}`);
+            assert.match(state.text.slice(sep + 4), /^HTTP\/1\.1 200 /,
+                `no body after a HEAD response: ${JSON.stringify(state.text)}`);
         } finally {
             sock.destroy();
         }
@@ -426,13 +428,18 @@ describe('HTTP/1.0', () => {
             assert.match(head, /^content-type: text\/event-stream/im);
             assert.match(body, new RegExp(`^retry: ${RETRY_MS}\\n\\nid: [^\\n]+\\ndata: \\{[^\\n]*\\}\\n\\n$`),
                 `plain SSE text, no chunk framing: ${JSON.stringify(body)}`);
-            await sleep(200);
+            /* It stays open: a second event (the marker) arrives on it. */
+            const marker = uniquePayload({ h10: 'marker' });
+            await ctx.pub.publish('c:h10', marker);
+            await waitFor(() => state.text.includes(`"payload":${marker}}\n\n`) || state.ended, 'the marker over HTTP/1.0');
             assert.equal(state.ended, false, 'the stream stays open');
+            const events = state.text.slice(sep + 4);
+            assert.match(events.slice(body.length), /^id: [^\n]+\ndata: \{[^\n]*\}\n\n$/, 'one more event');
 
             const { code } = await local.sluice.stop('SIGTERM');
             assert.equal(code, 0);
             await waitFor(() => state.ended, 'the server to close the HTTP/1.0 stream', 3000);
-            assert.match(state.text.slice(sep + 4 + body.length), /^retry: \d+\n\n$/,
+            assert.match(state.text.slice(sep + 4 + events.length), /^retry: \d+\n\n$/,
                 'a final retry frame, then the close');
         } finally {
             sock.destroy();
@@ -486,40 +493,45 @@ describe('snapshot', () => {
             /* The last snapshot event is the head: no id-only frame. */
             await ctx.pub.publish('snap:b', '{"tag":"b2"}');
             const [, , , , , b2] = await obs.waitForEvents(6);
+            /* Each check below ends on a live event (the marker): whatever
+             * the stream was due to send first would come before it. */
             const atHead = await open(own.sluice, '/snap');
             try {
                 const events = await atHead.waitForEvents(4);
                 assert.deepEqual(events.map((e) => parseEnvelope(e).payload.tag), ['a2', 'c1', 'd1', 'b2']);
                 assert.equal(events[3].id, b2.id);
-                await sleep(300);
-                assert.equal(contentFrames(atHead).length, 4, `nothing after the snapshot: ${atHead.describe()}`);
+                await ctx.pub.publish('snap:e', '{"tag":"e1"}');
+                await atHead.waitForEvents(5);
+                assert.deepEqual(contentFrames(atHead).map((f) => f.data !== null && parseEnvelope(f).payload.tag),
+                    ['a2', 'c1', 'd1', 'b2', 'e1'], `no id-only frame after the snapshot: ${atHead.describe()}`);
             } finally {
                 atHead.close();
             }
+            await obs.waitForEvents(7);
 
             /* ?snapshot=0 disables it on a snapshot route. */
             const none = await open(own.sluice, '/snap?snapshot=0');
             try {
-                await sleep(300);
-                assert.equal(contentFrames(none).length, 0, `no snapshot with ?snapshot=0: ${none.describe()}`);
                 await ctx.pub.publish('snap:c', '{"tag":"c2"}');
-                const [ev] = await none.waitForEvents(1);
-                assert.equal(parseEnvelope(ev).payload.tag, 'c2');
+                await none.waitForEvents(1);
+                assert.deepEqual(contentFrames(none).map((f) => f.data !== null && parseEnvelope(f).payload.tag),
+                    ['c2'], `no snapshot with ?snapshot=0: ${none.describe()}`);
             } finally {
                 none.close();
             }
-            const [, , , , , , c2] = await obs.waitForEvents(7);
+            const [, , , , , , , c2] = await obs.waitForEvents(8);
 
             /* A resume with Last-Event-ID replays, without a snapshot. */
             const resumed = await open(own.sluice, '/snap', { 'Last-Event-ID': byTag.a2.id });
             try {
-                const replay = await resumed.waitForEvents(4);
-                assert.deepEqual(replay.map((e) => parseEnvelope(e).payload.tag), ['c1', 'd1', 'b2', 'c2']);
-                assert.deepEqual(replay.map((e) => e.id), obs.events.slice(3, 7).map((e) => e.id));
-                assert.equal(replay[3].id, c2.id);
-                await sleep(300);
-                assert.equal(contentFrames(resumed).length, 4, `only the replay: ${resumed.describe()}`);
-                assert.ok(!contentFrames(resumed).some((f) => f.event === 'reset'));
+                const replay = await resumed.waitForEvents(5);
+                assert.deepEqual(replay.map((e) => parseEnvelope(e).payload.tag), ['c1', 'd1', 'b2', 'e1', 'c2']);
+                assert.deepEqual(replay.map((e) => e.id), obs.events.slice(3, 8).map((e) => e.id));
+                assert.equal(replay[4].id, c2.id);
+                await ctx.pub.publish('snap:f', '{"tag":"f1"}');
+                await resumed.waitForEvents(6);
+                assert.deepEqual(contentFrames(resumed).map((f) => f.data !== null && parseEnvelope(f).payload.tag),
+                    ['c1', 'd1', 'b2', 'e1', 'c2', 'f1'], `only the replay, then live: ${resumed.describe()}`);
             } finally {
                 resumed.close();
             }
