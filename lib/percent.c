@@ -3,6 +3,8 @@
  */
 #include "lib/percent.h"
 
+#include <stdlib.h>
+
 static int percent_hex(char c)
 {
     if (c >= '0' && c <= '9')
@@ -36,4 +38,20 @@ long percent_decode(const char *in, size_t len, char *out, bool form)
         i += 2;
     }
     return (long)n;
+}
+
+char *percent_decode_dup(const char *in, size_t len, bool form)
+{
+    char *out = malloc(len + 1);
+    long n;
+
+    if (out == NULL)
+        return NULL;
+    n = percent_decode(in, len, out, form);
+    if (n < 0) {
+        free(out);
+        return NULL;
+    }
+    out[n] = '\0';
+    return out;
 }

@@ -19,4 +19,8 @@
  */
 long percent_decode(const char *in, size_t len, char *out, bool form);
 
+/* The same into a new NUL-terminated string (caller frees); NULL when
+ * in[0..len) is malformed or on ENOMEM. */
+char *percent_decode_dup(const char *in, size_t len, bool form);
+
 #endif

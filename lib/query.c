@@ -38,18 +38,7 @@ void query_clear(struct stream_query *q)
  * malformed (see percent_decode) or on ENOMEM. */
 static char *query_decode(const char *s, size_t len)
 {
-    char *out = malloc(len + 1);
-    long n;
-
-    if (out == NULL)
-        return NULL;
-    n = percent_decode(s, len, out, true);
-    if (n < 0) {
-        free(out);
-        return NULL;
-    }
-    out[n] = '\0';
-    return out;
+    return percent_decode_dup(s, len, true);
 }
 
 /* The bytes of the class opening at p[0] == '[' up to and including its

@@ -37,18 +37,7 @@ static bool url_text_ok(const char *s)
  * encoded NUL or ENOMEM. */
 static char *url_decode(const char *s, size_t len)
 {
-    char *out = malloc(len + 1);
-    long n;
-
-    if (out == NULL)
-        return NULL;
-    n = percent_decode(s, len, out, false);
-    if (n < 0) {
-        free(out);
-        return NULL;
-    }
-    out[n] = '\0';
-    return out;
+    return percent_decode_dup(s, len, false);
 }
 
 /* "user[:password]" (still encoded) of length len. 0 or -1. */
