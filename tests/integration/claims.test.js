@@ -19,12 +19,10 @@
  * after the events under test on the same channel, not on a time window.
  */
 const assert = require('node:assert/strict');
-const net = require('node:net');
 const http = require('node:http');
 const zlib = require('node:zlib');
-const { once } = require('node:events');
 const { after, before, describe, test } = require('node:test');
-const { httpRequest, openSse } = require('./lib/sse');
+const { httpRequest, openSse, rawRequest } = require('./lib/sse');
 const { waitFor } = require('./lib/procs');
 const { connectRedis, startRedis } = require('./lib/redis');
 const { sluiceBin, startSluice, withLog } = require('./lib/sluice');
@@ -287,20 +285,6 @@ describe('only ids as issued resume', () => {
             }
         }));
 });
-
-/* ------------------------------------------------------------------ */
-/* A raw connection whose reading can be paused. */
-async function rawRequest(port, request) {
-    const sock = net.connect(port, '127.0.0.1');
-    const state = { text: '', ended: false };
-    sock.on('data', (d) => { state.text += d.toString('latin1'); });
-    sock.on('end', () => { state.ended = true; });
-    sock.on('close', () => { state.ended = true; });
-    sock.on('error', () => { state.ended = true; });
-    await once(sock, 'connect');
-    sock.write(request);
-    return { sock, state };
-}
 
 describe('a slow client cut at max_pending whose id was evicted meanwhile', () => {
     const MAX_EVENTS = 100;

@@ -12,12 +12,10 @@
  * counters and connection limits.
  */
 const assert = require('node:assert/strict');
-const net = require('node:net');
 const zlib = require('node:zlib');
 const http = require('node:http');
-const { once } = require('node:events');
 const { after, before, describe, test } = require('node:test');
-const { httpRequest, openSse } = require('./lib/sse');
+const { httpRequest, openSse, rawRequest } = require('./lib/sse');
 const { waitFor, withTimeout } = require('./lib/procs');
 const { connectRedis, startRedis } = require('./lib/redis');
 const { startSluice, withLog } = require('./lib/sluice');
@@ -168,21 +166,6 @@ function decodeSoFar(buf, encoding) {
     const opts = { finishFlush: zlib.constants.Z_SYNC_FLUSH };
     const out = encoding === 'gzip' ? zlib.gunzipSync(buf, opts) : zlib.inflateSync(buf, opts);
     return out.toString('utf8');
-}
-
-/* Writes a raw HTTP request over net; resolves with {sock, state}, where
- * state.text collects everything received (latin1) and state.ended turns
- * true when the connection ends. */
-async function rawRequest(port, request) {
-    const sock = net.connect(port, '127.0.0.1');
-    const state = { text: '', ended: false };
-    sock.on('data', (d) => { state.text += d.toString('latin1'); });
-    sock.on('end', () => { state.ended = true; });
-    sock.on('close', () => { state.ended = true; });
-    sock.on('error', () => { state.ended = true; });
-    await once(sock, 'connect');
-    sock.write(request);
-    return { sock, state };
 }
 
 describe('compression', () => {

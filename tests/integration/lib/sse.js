@@ -20,6 +20,8 @@
  * with a Last-Event-ID header or ?lastEventId=.
  */
 const http = require('node:http');
+const net = require('node:net');
+const { once } = require('node:events');
 const { DEFAULT_TIMEOUT_MS, withTimeout } = require('./procs');
 
 /* Incremental SSE parser; calls onFrame(frame) and onComment(text). */
@@ -295,4 +297,19 @@ function httpRequest(port, path, opts = {}) {
     }), `response to ${opts.method || 'GET'} ${path}`, opts.timeoutMs || DEFAULT_TIMEOUT_MS);
 }
 
-module.exports = { SseParser, describeFrames, httpRequest, openSse };
+/* Writes a raw HTTP request over net; resolves with {sock, state}, where
+ * state.text collects everything received (latin1) and state.ended turns
+ * true when the connection ends. Reading can be paused (sock.pause()). */
+async function rawRequest(port, request) {
+    const sock = net.connect(port, '127.0.0.1');
+    const state = { text: '', ended: false };
+    sock.on('data', (d) => { state.text += d.toString('latin1'); });
+    sock.on('end', () => { state.ended = true; });
+    sock.on('close', () => { state.ended = true; });
+    sock.on('error', () => { state.ended = true; });
+    await once(sock, 'connect');
+    sock.write(request);
+    return { sock, state };
+}
+
+module.exports = { SseParser, describeFrames, httpRequest, openSse, rawRequest };
