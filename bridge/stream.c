@@ -895,6 +895,19 @@ static void stream_negotiate_compression(struct stream *s)
     evhttp_add_header(out, "Content-Encoding", compress_name(kind));
 }
 
+/* Where catching up starts: after the client's id, from the beginning (a
+ * per-key route's "from: start"), or, after a snapshot, from the head of
+ * this moment. */
+static uint64_t stream_replay_after(const struct stream *s,
+                                    const struct stream_start *start)
+{
+    if (start->kind == STREAM_START_RESUME)
+        return start->last_seq;
+    if (start->replay_all)
+        return 0;
+    return history_head(stream_history(s));
+}
+
 struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
                            struct feed *f, const struct stream_start *start)
 {
@@ -942,14 +955,7 @@ struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
         stream_flush(s);
         return s;
     }
-    /* Replay from the client's id, or from the beginning (a per-key
-     * route's "from: start"), or after the snapshot from the head of this
-     * moment. */
-    if (stream_catchup_new(s, start->kind == STREAM_START_RESUME
-                                  ? start->last_seq
-                              : start->replay_all
-                                  ? 0
-                                  : history_head(stream_history(s))) < 0 ||
+    if (stream_catchup_new(s, stream_replay_after(s, start)) < 0 ||
         (start->kind != STREAM_START_RESUME && !start->replay_all &&
          stream_collect_snapshot(s) < 0)) {
         /* Out of memory: the client comes back later by itself. */
