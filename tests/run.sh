@@ -11,10 +11,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 deploy/build.sh
-# Browser tests need Debian's Chromium (playwright-core drives it).
-if ! command -v chromium >/dev/null; then
+# Browser tests need Debian's Chromium (playwright-core drives it); the
+# replica tests a round-robin proxy (nginx), libfaketime (two processes
+# at one instant) and Redis Sentinel. The tests start their own nginx and
+# sentinels on free ports; the packages' services are not used (and do
+# not start here: policy-rc.d or no init).
+test_packages=(chromium nginx-light faketime redis-sentinel)
+missing=()
+for p in "${test_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+    missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 (cd tests && npm ci --no-audit --no-fund --loglevel=error)
 

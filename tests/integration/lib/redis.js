@@ -147,15 +147,21 @@ function connectRedis(port) {
 
 /*
  * Starts redis-server on port (a free one when omitted), without
- * persistence, and waits until it answers PING. Resolves with
+ * persistence, and waits until it answers PING. opts.aofDir: keep an
+ * append-only file there instead (--appendonly yes), so that a restart
+ * with the same aofDir, even after kill -9, has every write it
+ * acknowledged; opts.args: more command line options. Resolves with
  * {port, child, stop()}: stop() kills it (SIGKILL by default, so the
  * daemon sees the connection die as a crash would).
  */
-async function startRedis(port) {
+async function startRedis(port, opts = {}) {
     const p = port || await freePort();
+    const persistence = opts.aofDir
+        ? ['--appendonly', 'yes', '--dir', opts.aofDir]
+        : ['--appendonly', 'no'];
     const child = spawnTracked('redis-server', [
         '--port', String(p), '--bind', '127.0.0.1', '--save', '',
-        '--appendonly', 'no', '--loglevel', 'warning',
+        ...persistence, '--loglevel', 'warning', ...(opts.args || []),
     ]);
     await waitFor(async () => {
         if (child.exitCode !== null) {
