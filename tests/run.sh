@@ -25,6 +25,9 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Where the install did start the packaged services, stop them.
+  service redis-sentinel stop >/dev/null 2>&1 || true
+  service nginx stop >/dev/null 2>&1 || true
 fi
 (cd tests && npm ci --no-audit --no-fund --loglevel=error)
 
