@@ -1,6 +1,7 @@
 'use strict';
 /*
- * redis.js - a real redis-server for a test file, and a tiny RESP client.
+ * redis.js - a real redis-server (or Sentinel) for a test file, and a
+ * tiny RESP client.
  *
  * The client speaks just enough RESP2 over node:net for the tests:
  * PING, PUBLISH, XADD and any other command whose reply is a simple
@@ -9,8 +10,10 @@
  * Written by hand (about 100 lines) because the only npm dependencies the
  * test suite allows are eventsource and playwright-core.
  */
+const fs = require('node:fs');
 const net = require('node:net');
-const { freePort, spawnTracked, stopProcess, waitFor, withTimeout } = require('./procs');
+const path = require('node:path');
+const { freePort, makeTempDir, spawnTracked, stopProcess, waitFor, withTimeout } = require('./procs');
 
 /* Encodes one command as a RESP array of bulk strings. */
 function encodeCommand(args) {
@@ -181,4 +184,45 @@ async function startRedis(port, opts = {}) {
     };
 }
 
-module.exports = { connectRedis, encodeCommand, parseReply, startRedis };
+/*
+ * Starts a Redis Sentinel (redis-server --sentinel) on a free port that
+ * monitors masterName at 127.0.0.1:masterPort with the given quorum,
+ * with a config in a temp dir (Sentinel rewrites it). opts:
+ * {downAfterMs (default 1000), failoverTimeoutMs (default 2000)}.
+ * Resolves with {port, child, stop()} once it answers PING.
+ */
+async function startSentinel(masterName, masterPort, quorum, opts = {}) {
+    const port = await freePort();
+    const dir = makeTempDir('sluice-sentinel-');
+    const conf = path.join(dir, 'sentinel.conf');
+    fs.writeFileSync(conf, [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        `dir ${dir}`,
+        'loglevel warning',
+        `sentinel monitor ${masterName} 127.0.0.1 ${masterPort} ${quorum}`,
+        `sentinel down-after-milliseconds ${masterName} ${opts.downAfterMs || 1000}`,
+        `sentinel failover-timeout ${masterName} ${opts.failoverTimeoutMs || 2000}`,
+        `sentinel parallel-syncs ${masterName} 1`,
+        '',
+    ].join('\n'));
+    const child = spawnTracked('redis-server', [conf, '--sentinel']);
+    await waitFor(async () => {
+        if (child.exitCode !== null) {
+            throw new Error(`redis sentinel exited: ${child.output}`);
+        }
+        const client = await connectRedis(port);
+        try {
+            return (await client.ping()) === 'PONG';
+        } finally {
+            client.close();
+        }
+    }, `redis sentinel on port ${port}`);
+    return {
+        port,
+        child,
+        stop: (signal = 'SIGKILL') => stopProcess(child, signal),
+    };
+}
+
+module.exports = { connectRedis, encodeCommand, parseReply, startRedis, startSentinel };
