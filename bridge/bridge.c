@@ -26,6 +26,7 @@
 #include "lib/log.h"
 #include "lib/message.h"
 #include "bridge/reload.h"
+#include "bridge/replica.h"
 #include "lib/route.h"
 #include "bridge/upstream.h"
 #include "bridge/server.h"
@@ -97,6 +98,8 @@ static int bridge_sink_deliver(void *ctx, struct source *src,
         message_unref(msg);
         return -1;
     }
+    if (b->log != NULL)
+        return replica_deliver(b, src, msg); /* fanned out when read back */
     /* history_append takes the reference; the history keeps msg alive
      * through the dispatch below (the newest entry is never evicted). */
     stored = history_append(b->history, msg);
@@ -150,6 +153,8 @@ static int bridge_sink_last_entry_id(void *ctx, struct source *src,
     struct last_entry_search q = {src->index, key, strlen(key), out, outlen,
                                   0};
 
+    if (b->log != NULL)
+        return replica_last_entry_id(b, src, key, out, outlen);
     history_scan_back(b->history, bridge_match_last_entry, &q);
     return q.found;
 }
@@ -218,6 +223,7 @@ void bridge_drain(struct bridge *b)
     log_info("draining %zu streams (shutdown_grace %lld ms)", b->nstreams,
              (long long)b->cfg->shutdown_grace_ms);
     server_stop_listening(b->server);
+    replica_release(b);
     for (size_t i = 0; i < b->nsources; i++)
         b->sources[i].ops->stop(&b->sources[i]);
     /* Each browser gets its own retry in [1, 3] x stream.retry, so they do
@@ -326,10 +332,14 @@ struct bridge *bridge_new(struct config *cfg, struct route_table *routes,
         (b->reap_ev = event_new(b->base, -1, 0, bridge_on_reap, b)) == NULL ||
         (b->drain_ev = evtimer_new(b->base, bridge_on_drain_poll, b)) == NULL)
         goto fail;
-    if ((b->history = history_local_open(cfg, b->base, now, err,
-                                         errlen)) == NULL ||
-        bridge_load_lastvalues(b, err, errlen) < 0)
+    if (cfg->history.redis != NULL) {
+        if (replica_open(b, err, errlen) < 0)
+            goto fail;
+    } else if ((b->history = history_local_open(cfg, b->base, now, err,
+                                                errlen)) == NULL ||
+               bridge_load_lastvalues(b, err, errlen) < 0) {
         goto fail;
+    }
     if ((b->auth = auth_new(cfg, err, errlen)) == NULL)
         goto fail;
     if (bridge_init_sources(b, err, errlen) < 0)
@@ -365,7 +375,9 @@ int bridge_start(struct bridge *b, char *err, size_t errlen)
     signal(SIGPIPE, SIG_IGN);
     if (server_listen(b->server, err, errlen) < 0)
         return -1;
-    for (size_t i = 0; i < b->nsources; i++) {
+    if (b->log != NULL)
+        replica_start(b); /* sources start on the replica leading them */
+    for (size_t i = 0; b->log == NULL && i < b->nsources; i++) {
         struct source *src = &b->sources[i];
         char why[256] = "";
         if (src->ops->start(src, why, sizeof(why)) < 0) {
@@ -401,6 +413,7 @@ void bridge_free(struct bridge *b)
     free(b->sources);
     stream_free_all(b);
     feed_free_all(b);
+    replica_close(b);
     server_free(b->server);
     keyed_free(b->keyed);
     for (int i = 0; i < 3; i++)

@@ -33,6 +33,7 @@ struct feed;
 struct history;
 struct keyed;
 struct lastvalue;
+struct redis_log;
 struct route_table;
 struct server;
 struct stream;
@@ -45,6 +46,9 @@ struct bridge {
     struct route_table *routes;   /* owned; built from cfg */
     struct auth *auth;            /* owned */
     struct history *history;      /* owned: the event log (history.h) */
+    struct redis_log *log;        /* owned: history.redis's shared log
+                                     (replica.h); NULL: local history */
+    bool log_tagged;              /* the shared log is loaded */
     struct keyed *keyed;          /* owned: per-key routes (keyed.h) */
     struct lastvalue *lastvalue;  /* owned: latest per topic (snapshots) */
     struct topic_index *index;    /* owned: (source, pattern) -> feed */

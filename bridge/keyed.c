@@ -130,7 +130,7 @@ static struct keyed_opts keyed_opts_of(const struct route_config *rc)
 
 /* history_key_io.range: through the source's per-key reader. */
 static int keyed_range(void *ctx, const char *key, const char *after_id,
-                       const char *until_id, size_t count,
+                       bool inclusive, const char *until_id, size_t count,
                        struct history_key_fetch *fetch)
 {
     struct keyed_feed *kf = ctx;
@@ -191,7 +191,7 @@ static int keyed_feed_attach(struct bridge *b, struct feed *f,
     if (failed || src->ops->keyed->watch(src, kf->key, probed_last,
                                          &opts, f, pos) < 0)
         goto fail;
-    f->history = history_key_new(kf->key, pos, &io);
+    f->history = history_key_new(kf->key, pos, &io, NULL);
     if (f->history == NULL) {
         src->ops->keyed->unwatch(src, kf->key, f);
         goto fail;

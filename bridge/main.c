@@ -100,16 +100,23 @@ static bool main_is_loopback(const char *host)
  * (never the URL: it may hold a password). 0, or -1 after printing. */
 static int main_check_urls(const struct config *cfg)
 {
+    char why[160];
     int rc = 0;
 
     for (size_t i = 0; i < cfg->nsources; i++) {
         const struct source_config *sc = &cfg->sources[i];
-        char why[160];
         if (adapter_for_type(sc->type)->check_url(sc->url, why,
                                                   sizeof(why)) == 0)
             continue;
         fprintf(stderr, "%s:%d:%d: %s\n", cfg->file, sc->url_pos.line,
                 sc->url_pos.col, why);
+        rc = -1;
+    }
+    if (cfg->history.redis != NULL &&
+        redis_adapter_ops.check_url(cfg->history.redis, why,
+                                    sizeof(why)) < 0) {
+        fprintf(stderr, "%s:%d:%d: history.redis: %s\n", cfg->file,
+                cfg->history.redis_pos.line, cfg->history.redis_pos.col, why);
         rc = -1;
     }
     return rc;

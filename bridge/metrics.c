@@ -10,6 +10,7 @@
 
 #include "bridge/bridge.h"
 #include "bridge/keyed.h"
+#include "bridge/replica.h"
 #include "lib/history.h"
 
 static const char *metrics_drop_names[DROP_REASON_COUNT] = {
@@ -121,6 +122,7 @@ void metrics_render(const struct bridge *b, struct evbuffer *out)
                   "feed).",
                   keyed_active(b->keyed));
     metrics_keyed(b, out);
+    replica_metrics(b, out);
     metrics_header(out, "sluice_source_up", "gauge",
                    "1 when the source is connected and subscribed.");
     for (size_t i = 0; i < b->nsources; i++)

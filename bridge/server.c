@@ -29,6 +29,7 @@
 #include "bridge/bridge.h"
 #include "bridge/feed.h"
 #include "bridge/keyed.h"
+#include "bridge/replica.h"
 #include "lib/history.h"
 #include "lib/log.h"
 #include "lib/query.h"
@@ -181,9 +182,11 @@ static void server_handle_readyz(struct server *srv,
         evhttp_send_error(req, 503, "Service Unavailable");
         return;
     }
+    ready = replica_readyz(b, body);
     for (size_t i = 0; i < b->nsources; i++) {
         const struct source *src = &b->sources[i];
-        if (src->state == SOURCE_UP)
+        /* With a shared history, another replica may run it. */
+        if (src->state == SOURCE_UP || !replica_leads(b, (uint32_t)i))
             continue;
         ready = false;
         if (!b->cfg->readyz_details)
@@ -442,6 +445,11 @@ static void server_handle_stream(struct server *srv,
     }
     if (b->nstreams >= b->cfg->stream.max_connections) {
         server_reply_overload(srv, req);
+        goto out;
+    }
+    if (!replica_ready(b)) {
+        /* The shared log is not loaded yet: ids cannot be judged. */
+        server_reply_come_back(b, req, b->cfg->stream.retry_ms, false);
         goto out;
     }
     if (route_is_per_key(t.route)) {

@@ -381,6 +381,7 @@ struct stream_catchup {
     size_t snap_count, snap_next;
     uint64_t after;                /* replay: last position examined */
     bool ended;                    /* a per-key end entry was replayed */
+    bool resuming;                 /* a resume that has read nothing yet */
 };
 
 /* Messages examined per loop turn while catching up. */
@@ -390,6 +391,8 @@ struct stream_catchup {
 
 static void stream_replay(struct stream *s);
 static bool stream_append_checkpoint(struct stream *s, uint64_t pos);
+static void stream_append_reset(struct stream *s, const char *reason,
+                                const char *last_id, bool checkpoint);
 
 static void stream_catchup_free(struct stream *s)
 {
@@ -494,6 +497,7 @@ static enum history_read stream_append_replay_batch(struct stream *s,
                          &n, &c->waiter);
         if (r != HISTORY_READ_OK)
             return r;
+        c->resuming = false;
         if (n == 0) {
             *at_head = true;
             return r;
@@ -535,7 +539,16 @@ static void stream_replay(struct stream *s)
         stream_end(s);
         return;
     }
-    if (r == HISTORY_READ_GONE) {
+    if (r == HISTORY_READ_GONE && s->catchup->resuming) {
+        /* The client's own entry is gone (a shared log, whose find cannot
+         * tell without asking Redis): a reset, then live from the head. */
+        char id[MESSAGE_ID_MAX];
+        history_format_id(stream_history(s), s->catchup->after, id,
+                          sizeof(id));
+        stream_append_reset(s, "expired", id, true);
+        s->sent_seq = history_head(stream_history(s));
+        at_head = true;
+    } else if (r == HISTORY_READ_GONE) {
         /* Evicted under us: close; the client resumes and gets a reset. */
         evbuffer_drain(b->writer->scratch, evbuffer_get_length(b->writer->scratch));
         s->reap_reason = DROP_REPLAY;
@@ -787,17 +800,25 @@ static void stream_append_preamble(struct stream *s,
     }
     evbuffer_add_printf(b->writer->scratch, "retry: %lld\n\n",
                         (long long)sc->retry_ms);
-    if (start->kind != STREAM_START_RESET)
-        return;
+    if (start->kind == STREAM_START_RESET)
+        stream_append_reset(s, start->reset_reason, start->last_id,
+                            !start->replay_all);
+}
+
+/* An "event: reset" frame for last_id. With `checkpoint` it carries the
+ * head id, so that the next reconnect resumes from here instead of
+ * resetting again; the checkpoint's blank line then ends the event. */
+static void stream_append_reset(struct stream *s, const char *reason,
+                                const char *last_id, bool checkpoint)
+{
+    struct bridge *b = s->bridge;
+
     evbuffer_add_printf(b->writer->scratch,
                         "event: reset\ndata: {\"reason\":\"%s\",\"last_id\":",
-                        start->reset_reason);
-    sse_append_json_string(b->writer->scratch, start->last_id, strlen(start->last_id));
+                        reason);
+    sse_append_json_string(b->writer->scratch, last_id, strlen(last_id));
     evbuffer_add_printf(b->writer->scratch, "}\n");
-    /* The reset carries the head id, so that the next reconnect resumes
-     * from here instead of resetting again; the checkpoint's blank line
-     * then ends the event. */
-    if (start->replay_all ||
+    if (!checkpoint ||
         !stream_append_checkpoint(s, history_head(stream_history(s))))
         evbuffer_add(b->writer->scratch, "\n", 1);
     b->metrics.resets++;
@@ -955,7 +976,9 @@ struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
         stream_flush(s);
         return s;
     }
-    if (stream_catchup_new(s, stream_replay_after(s, start)) < 0 ||
+    if (stream_catchup_new(s, stream_replay_after(s, start)) == 0)
+        s->catchup->resuming = start->kind == STREAM_START_RESUME;
+    if (s->catchup == NULL ||
         (start->kind != STREAM_START_RESUME && !start->replay_all &&
          stream_collect_snapshot(s) < 0)) {
         /* Out of memory: the client comes back later by itself. */

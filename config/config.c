@@ -468,6 +468,10 @@ static const struct config_field history_fields[] = {
     {.key = "fsync", .kind = CONFIG_FIELD_CHOICE, .names = fsync_names,
      .nnames = ARRAY_LEN(fsync_names),
      .offset = offsetof(struct history_config, fsync)},
+    {.key = "redis", .kind = CONFIG_FIELD_STRING,
+     .offset = offsetof(struct history_config, redis)},
+    {.key = "key", .kind = CONFIG_FIELD_STRING,
+     .offset = offsetof(struct history_config, key)},
 };
 /* clang-format on */
 
@@ -514,14 +518,49 @@ static const struct config_field cors_fields[] = {
 };
 /* clang-format on */
 
+/* A key prefix: printable, no spaces or braces (Redis Cluster hash
+ * tags stay the user's choice through ':'-separated names). */
+static bool history_key_ok(const char *key)
+{
+    size_t len = strlen(key);
+
+    return len > 0 && len <= 64 &&
+           strspn(key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                       "0123456789:_.-") == len;
+}
+
 static int history_read(struct config_reader *rd, const char *key,
                         yaml_node_t *value, void *base)
 {
     struct config *cfg = base;
     struct config_hit hits[ARRAY_LEN(history_fields)];
+    const struct config_hit *redis, *dir, *prefix;
+    int rc;
 
-    return config_read_map(rd, key, value, "in history", history_fields,
-                           ARRAY_LEN(history_fields), &cfg->history, hits);
+    rc = config_read_map(rd, key, value, "in history", history_fields,
+                         ARRAY_LEN(history_fields), &cfg->history, hits);
+    if (rc != 0)
+        return rc;
+    redis = config_hit_find(history_fields, ARRAY_LEN(history_fields), hits,
+                            "redis");
+    dir = config_hit_find(history_fields, ARRAY_LEN(history_fields), hits,
+                          "dir");
+    prefix = config_hit_find(history_fields, ARRAY_LEN(history_fields), hits,
+                             "key");
+    if (redis->value)
+        cfg->history.redis_pos = config_node_pos(redis->value);
+    if (redis->value && dir->value)
+        config_reader_error(rd, config_node_pos(dir->key),
+                            "history.dir and history.redis exclude each "
+                            "other: a shared history lives in Redis");
+    if (prefix->value && !redis->value)
+        config_reader_error(rd, config_node_pos(prefix->key),
+                            "history.key needs history.redis");
+    if (cfg->history.key != NULL && !history_key_ok(cfg->history.key))
+        config_reader_error(rd, config_node_pos(prefix->value),
+                            "history.key: 1-64 characters of "
+                            "[A-Za-z0-9:_.-]");
+    return 0;
 }
 
 static int stream_read(struct config_reader *rd, const char *key,
@@ -1004,6 +1043,8 @@ void config_free(struct config *cfg)
         route_free(&cfg->routes[i]);
     free(cfg->routes);
     free(cfg->history.dir);
+    free(cfg->history.redis);
+    free(cfg->history.key);
     auth_free(&cfg->auth);
     config_strv_clear(&cfg->cors_origins);
     free(cfg->file);

@@ -122,6 +122,10 @@ struct history_config {
     int64_t max_age_ms;    /* default 1h */
     char *dir;             /* NULL: memory only */
     enum fsync_mode fsync; /* default batch */
+    char *redis;           /* NULL: local; else the shared log's Redis URL
+                              (redis:// or redis+sentinel://) */
+    struct config_pos redis_pos;
+    char *key;             /* key prefix in that Redis; default "sluice" */
 };
 
 struct stream_config {

@@ -32,17 +32,27 @@ struct history_key_fetch {
     uint64_t after, until;
     struct message **msgs;      /* owned, once done */
     size_t n;
-    bool done, ok;
+    bool done, ok, gone;        /* gone: a shared log's `after` is trimmed */
     struct history_key_fetch *next;
 };
 
+struct key_lost {
+    uint64_t from, to; /* ids in (from, to] were lost */
+};
+
 struct history_key {
-    char *key; /* owned */
+    char *key;          /* owned */
+    char *tag;          /* owned; NULL: per key */
     struct history_key_io io;
+    struct history_key_opts opts; /* tag: see above */
     uint64_t head;
     uint64_t cache_from;
-    struct message *cache[HISTORY_KEY_CACHE]; /* a ring, oldest at first */
-    size_t first, count;
+    struct message **cache; /* owned: a ring of cap, oldest at first */
+    size_t cap, first, count;
+    uint64_t bytes;         /* message_size of the cached entries */
+    bool live;
+    struct key_lost lost[HISTORY_KEY_LOST_MAX];
+    size_t nlost;
     struct history_key_fetch *fetches;
 };
 
@@ -88,11 +98,33 @@ size_t history_key_format_pos(uint64_t pos, char *out, size_t outlen)
     return n < 0 ? 0 : (size_t)n < outlen ? (size_t)n : outlen - 1;
 }
 
-/* Gives msg its position and id from its entry id. false: none fits. */
-static bool key_stamp(struct message *msg)
+/* A shared log's id: "<tag>.<ms>-<seq>". */
+static size_t key_format_tagged(const struct history_key *k, uint64_t pos,
+                                char *out, size_t outlen)
+{
+    size_t len = strlen(k->tag);
+
+    if (outlen < len + 2)
+        return 0;
+    memcpy(out, k->tag, len);
+    out[len] = '.';
+    return len + 1 + history_key_format_pos(pos, out + len + 1,
+                                            outlen - len - 1);
+}
+
+/* Gives msg its id from its position (shared log: set by the reader) or
+ * its position and id from its entry id (per key). false: none fits. */
+static bool key_stamp(const struct history_key *k, struct message *msg)
 {
     size_t len;
 
+    if (k->tag != NULL) {
+        if (msg->seq == 0)
+            return false;
+        msg->id_len = key_format_tagged(k, msg->seq, msg->id,
+                                        sizeof(msg->id));
+        return true;
+    }
     if (msg->stream_entry_id == NULL)
         return false;
     len = strlen(msg->stream_entry_id);
@@ -104,24 +136,36 @@ static bool key_stamp(struct message *msg)
     return true;
 }
 
-/* ---- the ring ------------------------------------------------------------ */
+/* ---- the cache ---------------------------------------------------------- */
 
 static struct message *key_cache_at(const struct history_key *k, size_t i)
 {
-    return k->cache[(k->first + i) % HISTORY_KEY_CACHE];
+    return k->cache[(k->first + i) % k->cap];
+}
+
+/* Drops the oldest cached entry: reads before it go to Redis. */
+static void key_cache_drop_oldest(struct history_key *k)
+{
+    struct message *old = k->cache[k->first];
+
+    k->cache_from = old->seq;
+    k->bytes -= message_size(old);
+    message_unref(old);
+    k->first = (k->first + 1) % k->cap;
+    k->count--;
 }
 
 static void key_cache_push(struct history_key *k, struct message *msg)
 {
-    if (k->count == HISTORY_KEY_CACHE) {
-        struct message *old = k->cache[k->first];
-        k->cache_from = old->seq;
-        message_unref(old);
-        k->first = (k->first + 1) % HISTORY_KEY_CACHE;
-        k->count--;
-    }
-    k->cache[(k->first + k->count) % HISTORY_KEY_CACHE] = msg;
+    if (k->count == k->cap)
+        key_cache_drop_oldest(k);
+    k->cache[(k->first + k->count) % k->cap] = msg;
     k->count++;
+    k->bytes += message_size(msg);
+    /* The newest entry always stays (it is being dispatched). */
+    while (k->opts.max_bytes > 0 && k->bytes > k->opts.max_bytes &&
+           k->count > 1)
+        key_cache_drop_oldest(k);
 }
 
 /* The ring's entries after `after` (>= cache_from), up to max. */
@@ -185,9 +229,14 @@ void history_key_fetch_done(struct history_key_fetch *f,
         key_fetch_free(f);
         return;
     }
+    /* A shared log reads from the client's own entry (inclusive): when
+     * it is gone, so may be what followed it. */
+    if (f->k->tag != NULL && f->after != 0 &&
+        (n == 0 || msgs[0]->seq != f->after))
+        f->gone = true;
     /* Entries whose id does not fit are skipped, as on the live path. */
     for (size_t i = 0; i < n; i++) {
-        if (key_stamp(msgs[i]) && msgs[i]->seq > f->after &&
+        if (key_stamp(f->k, msgs[i]) && msgs[i]->seq > f->after &&
             msgs[i]->seq <= f->until)
             f->msgs[kept++] = msgs[i];
         else
@@ -207,6 +256,7 @@ static enum history_read key_fetch_start(struct history_key *k,
 {
     struct history_key_fetch *f = calloc(1, sizeof(*f));
     char after_id[HISTORY_KEY_ID_MAX], until_id[HISTORY_KEY_ID_MAX];
+    size_t count;
 
     if (f == NULL || w == NULL)
         goto fail;
@@ -216,9 +266,11 @@ static enum history_read key_fetch_start(struct history_key *k,
     f->until = k->cache_from;
     history_key_format_pos(after, after_id, sizeof(after_id));
     history_key_format_pos(f->until, until_id, sizeof(until_id));
+    /* A shared log's read includes `after` itself: one entry more. */
+    count = (max < HISTORY_KEY_FETCH ? max : HISTORY_KEY_FETCH) +
+            (k->tag != NULL ? 1 : 0);
     if (k->io.range(k->io.ctx, k->key, after == 0 ? NULL : after_id,
-                    until_id, max < HISTORY_KEY_FETCH ? max : HISTORY_KEY_FETCH,
-                    f) < 0)
+                    k->tag != NULL, until_id, count, f) < 0)
         goto fail;
     f->next = k->fetches;
     k->fetches = f;
@@ -239,7 +291,7 @@ static bool key_fetch_take(struct history_key *k, struct history_key_fetch *f,
 
     key_fetch_unlink(k, f);
     if (f->after == *after) {
-        if (!f->ok) {
+        if (!f->ok || f->gone) {
             *r = HISTORY_READ_GONE;
             answered = true;
         } else if (f->n > 0) {
@@ -268,7 +320,7 @@ static int key_append(void *impl, struct message *msg)
 {
     struct history_key *k = impl;
 
-    if (!key_stamp(msg) || msg->seq <= k->head) {
+    if (!key_stamp(k, msg) || msg->seq <= k->head) {
         message_unref(msg);
         return -1;
     }
@@ -277,9 +329,32 @@ static int key_append(void *impl, struct message *msg)
     return 0;
 }
 
+/* A shared log's id: its tag, then a position neither lost nor (while
+ * the reader is live) newer than the head. */
+static enum history_lookup key_find_tagged(const struct history_key *k,
+                                           const char *id, size_t len,
+                                           uint64_t *pos)
+{
+    size_t tlen = strlen(k->tag);
+
+    if (len <= tlen + 1 || memcmp(id, k->tag, tlen) != 0 || id[tlen] != '.' ||
+        !history_key_parse_id(id + tlen + 1, len - tlen - 1, pos))
+        return HISTORY_UNKNOWN;
+    for (size_t i = 0; i < k->nlost; i++)
+        if (*pos > k->lost[i].from && *pos <= k->lost[i].to)
+            return HISTORY_UNKNOWN;
+    if (*pos > k->head && k->live)
+        return HISTORY_UNKNOWN;
+    return HISTORY_FOUND;
+}
+
 static enum history_lookup key_find(void *impl, const char *id, size_t len,
                                     uint64_t *pos)
 {
+    struct history_key *k = impl;
+
+    if (k->tag != NULL)
+        return key_find_tagged(k, id, len, pos);
     return history_key_parse_id(id, len, pos) ? HISTORY_FOUND
                                               : HISTORY_UNKNOWN;
 }
@@ -331,6 +406,10 @@ static uint64_t key_head(void *impl)
 static size_t key_format_id(void *impl, uint64_t pos, char *out,
                             size_t outlen)
 {
+    struct history_key *k = impl;
+
+    if (k->tag != NULL)
+        return key_format_tagged(k, pos, out, outlen);
     return history_key_format_pos(pos, out, outlen);
 }
 
@@ -345,9 +424,17 @@ static void key_scan_back(void *impl,
             return;
 }
 
+/* Redis trims the key itself (MAXLEN, MINID, EXPIRE); this only keeps
+ * the cache within max_age (the newest entry stays). */
 static void key_expire(void *impl, int64_t now_ms)
 {
-    /* Redis trims the key (MAXLEN, XTRIM, EXPIRE); the ring is bounded. */
+    struct history_key *k = impl;
+
+    if (k->opts.max_age_ms <= 0)
+        return;
+    while (k->count > 1 &&
+           key_cache_at(k, 0)->time_ms < now_ms - k->opts.max_age_ms)
+        key_cache_drop_oldest(k);
 }
 
 static size_t key_count(void *impl)
@@ -360,11 +447,8 @@ static size_t key_count(void *impl)
 static uint64_t key_bytes(void *impl)
 {
     struct history_key *k = impl;
-    uint64_t total = 0;
 
-    for (size_t i = 0; i < k->count; i++)
-        total += message_size(key_cache_at(k, i));
-    return total;
+    return k->bytes;
 }
 
 static void key_free(void *impl)
@@ -383,6 +467,8 @@ static void key_free(void *impl)
     }
     for (size_t i = 0; i < k->count; i++)
         message_unref(key_cache_at(k, i));
+    free(k->cache);
+    free(k->tag);
     free(k->key);
     free(k);
 }
@@ -402,13 +488,31 @@ static const struct history_ops key_ops = {
     .free = key_free,
 };
 
+static bool key_tag_ok(const char *tag)
+{
+    size_t len = strlen(tag);
+
+    return len > 0 && len <= HISTORY_KEY_TAG_MAX &&
+           strspn(tag, "0123456789abcdefghijklmnopqrstuvwxyz") == len;
+}
+
 struct history *history_key_new(const char *key, const char *head_id,
-                                const struct history_key_io *io)
+                                const struct history_key_io *io,
+                                const struct history_key_opts *opts)
 {
     struct history_key *k = calloc(1, sizeof(*k));
     struct history *h = calloc(1, sizeof(*h));
 
     if (k == NULL || h == NULL || (k->key = strdup(key)) == NULL)
+        goto fail;
+    if (opts != NULL)
+        k->opts = *opts;
+    k->opts.tag = NULL;
+    if (opts != NULL && opts->tag != NULL &&
+        (!key_tag_ok(opts->tag) || (k->tag = strdup(opts->tag)) == NULL))
+        goto fail;
+    k->cap = k->opts.max_events > 0 ? k->opts.max_events : HISTORY_KEY_CACHE;
+    if ((k->cache = calloc(k->cap, sizeof(*k->cache))) == NULL)
         goto fail;
     if (head_id != NULL && head_id[0] != '\0' &&
         !history_key_parse_id(head_id, strlen(head_id), &k->head))
@@ -419,9 +523,67 @@ struct history *history_key_new(const char *key, const char *head_id,
     h->impl = k;
     return h;
 fail:
-    if (k != NULL)
+    if (k != NULL) {
+        free(k->cache);
+        free(k->tag);
         free(k->key);
+    }
     free(k);
     free(h);
     return NULL;
+}
+
+/* ---- a shared log's events ---------------------------------------------- */
+
+void history_key_set_live(struct history *h, bool live)
+{
+    struct history_key *k = h->impl;
+
+    k->live = live;
+}
+
+/* Drops the newest cached entry. */
+static void key_cache_drop_newest(struct history_key *k)
+{
+    struct message *m = key_cache_at(k, k->count - 1);
+
+    k->bytes -= message_size(m);
+    message_unref(m);
+    k->count--;
+}
+
+void history_key_forget_after(struct history *h, uint64_t pos)
+{
+    struct history_key *k = h->impl;
+
+    if (pos >= k->head)
+        return;
+    if (k->nlost == HISTORY_KEY_LOST_MAX) {
+        memmove(&k->lost[0], &k->lost[1],
+                (HISTORY_KEY_LOST_MAX - 1) * sizeof(k->lost[0]));
+        k->nlost--;
+    }
+    k->lost[k->nlost++] = (struct key_lost){pos, k->head};
+    while (k->count > 0 && key_cache_at(k, k->count - 1)->seq > pos)
+        key_cache_drop_newest(k);
+    if (k->cache_from > pos)
+        k->cache_from = pos;
+    k->head = pos;
+}
+
+int history_key_retag(struct history *h, const char *tag)
+{
+    struct history_key *k = h->impl;
+    char *copy;
+
+    if (!key_tag_ok(tag) || (copy = strdup(tag)) == NULL)
+        return -1;
+    free(k->tag);
+    k->tag = copy;
+    while (k->count > 0)
+        key_cache_drop_newest(k);
+    k->first = 0;
+    k->head = k->cache_from = 0;
+    k->nlost = 0;
+    return 0;
 }

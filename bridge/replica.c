@@ -1,0 +1,204 @@
+/*
+ * replica.c - the shared history's side of the bridge; see replica.h.
+ *
+ * Here are the redis_log sink (what the tail reads becomes events, lease
+ * changes start and stop adapters) and the few places where the bridge
+ * asks "local or shared?": the sink's deliver, /readyz and /metrics.
+ */
+#include "bridge/replica.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "adapters/adapter.h"
+#include "adapters/redis_log.h"
+#include "bridge/bridge.h"
+#include "bridge/feed.h"
+#include "lib/history.h"
+#include "lib/history_key.h"
+#include "lib/lastvalue.h"
+#include "lib/log.h"
+#include "lib/message.h"
+
+/* ---- the redis_log sink --------------------------------------------------- */
+
+static void replica_on_tagged(void *ctx, const char *tag, bool changed)
+{
+    struct bridge *b = ctx;
+
+    if (history_key_retag(b->history, tag) < 0)
+        log_error("history: the log's tag '%.16s' is not usable", tag);
+    b->log_tagged = true;
+}
+
+/* One event of the log: the same path as a local append, after it. */
+static void replica_on_entry(void *ctx, struct message *msg)
+{
+    struct bridge *b = ctx;
+    uint32_t source = msg->source;
+
+    if (history_append(b->history, msg) < 0)
+        return; /* a repeat, or no room */
+    lastvalue_put(b->lastvalue, msg);
+    if (source < b->nsources)
+        b->metrics.sources[source].received++;
+    feed_dispatch(b, msg);
+}
+
+static void replica_on_rolled_back(void *ctx, uint64_t last_pos)
+{
+    struct bridge *b = ctx;
+
+    history_key_forget_after(b->history, last_pos);
+}
+
+static void replica_on_live(void *ctx, bool live)
+{
+    struct bridge *b = ctx;
+
+    history_key_set_live(b->history, live);
+}
+
+/* Starts or stops source i's adapter as its lease comes and goes. */
+static void replica_on_leader(void *ctx, uint32_t i, bool leader)
+{
+    struct bridge *b = ctx;
+    struct source *src = &b->sources[i];
+    char why[256] = "";
+
+    if (!leader || b->draining) {
+        src->ops->stop(src);
+        source_set_state(src, SOURCE_DOWN, "another replica ingests");
+        return;
+    }
+    if (src->ops->start(src, why, sizeof(why)) < 0)
+        log_error("source %s: cannot start: %s", src->cfg->name, why);
+}
+
+static void replica_on_state(void *ctx)
+{
+}
+
+/* ---- the bridge's side ------------------------------------------------------ */
+
+int replica_open(struct bridge *b, char *err, size_t errlen)
+{
+    const struct history_config *hc = &b->cfg->history;
+    struct redis_log_sink sink = {
+        .tagged = replica_on_tagged,
+        .entry = replica_on_entry,
+        .rolled_back = replica_on_rolled_back,
+        .live = replica_on_live,
+        .leader = replica_on_leader,
+        .state_changed = replica_on_state,
+        .ctx = b,
+    };
+    /* The tag is a placeholder until the log is loaded (streams wait
+     * for that: replica_ready). */
+    struct history_key_opts opts = {.tag = "0",
+                                    .max_events = hc->max_events,
+                                    .max_bytes = hc->max_bytes,
+                                    .max_age_ms = hc->max_age_ms};
+    char why[256] = "", key[200];
+    struct history_key_io io;
+
+    if ((b->log = redis_log_new(b->base, b->cfg, &sink, why,
+                                sizeof(why))) == NULL) {
+        snprintf(err, errlen, "history.redis: %s", why);
+        return -1;
+    }
+    io.range = redis_log_range;
+    io.ctx = b->log;
+    snprintf(key, sizeof(key), "%s:log",
+             hc->key != NULL ? hc->key : "sluice");
+    if ((b->history = history_key_new(key, NULL, &io, &opts)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+void replica_start(struct bridge *b)
+{
+    for (size_t i = 0; i < b->nsources; i++)
+        source_set_state(&b->sources[i], SOURCE_DOWN,
+                         "another replica ingests");
+    redis_log_start(b->log);
+}
+
+void replica_release(struct bridge *b)
+{
+    if (b->log != NULL)
+        redis_log_release(b->log);
+}
+
+void replica_close(struct bridge *b)
+{
+    redis_log_free(b->log);
+    b->log = NULL;
+}
+
+int replica_deliver(struct bridge *b, struct source *src,
+                    struct message *msg)
+{
+    return redis_log_append(b->log, msg);
+}
+
+int replica_last_entry_id(struct bridge *b, struct source *src,
+                          const char *key, char *out, size_t outlen)
+{
+    return redis_log_position(b->log, src->index, key, out, outlen);
+}
+
+bool replica_ready(const struct bridge *b)
+{
+    return b->log == NULL || b->log_tagged;
+}
+
+bool replica_leads(const struct bridge *b, uint32_t i)
+{
+    return b->log == NULL || redis_log_leads(b->log, i);
+}
+
+bool replica_readyz(const struct bridge *b, struct evbuffer *body)
+{
+    if (b->log == NULL || redis_log_up(b->log))
+        return true;
+    if (b->cfg->readyz_details)
+        evbuffer_add_printf(body, "history: %s\n", redis_log_status(b->log));
+    else
+        evbuffer_add_printf(body, "history: down\n");
+    return false;
+}
+
+void replica_metrics(const struct bridge *b, struct evbuffer *out)
+{
+    if (b->log == NULL)
+        return;
+    evbuffer_add_printf(out, "# HELP sluice_ingest_leader 1 on the replica "
+                             "that ingests the source (holds its lease).\n"
+                             "# TYPE sluice_ingest_leader gauge\n");
+    for (size_t i = 0; i < b->nsources; i++)
+        evbuffer_add_printf(out, "sluice_ingest_leader{source=\"%s\"} %d\n",
+                            b->cfg->sources[i].name,
+                            redis_log_leads(b->log, (uint32_t)i));
+    evbuffer_add_printf(out, "# HELP sluice_history_log_up 1 while the "
+                             "shared log in Redis is read and written.\n"
+                             "# TYPE sluice_history_log_up gauge\n"
+                             "sluice_history_log_up %d\n",
+                        redis_log_up(b->log));
+    evbuffer_add_printf(out, "# HELP sluice_history_appended_total Events "
+                             "this replica appended to the shared log.\n"
+                             "# TYPE sluice_history_appended_total counter\n"
+                             "sluice_history_appended_total %llu\n",
+                        (unsigned long long)redis_log_appended(b->log));
+    evbuffer_add_printf(out, "# HELP sluice_history_append_dropped_total "
+                             "Messages this replica could not append (queue "
+                             "over max_bytes, or the lease lost).\n"
+                             "# TYPE sluice_history_append_dropped_total "
+                             "counter\n"
+                             "sluice_history_append_dropped_total %llu\n",
+                        (unsigned long long)redis_log_dropped(b->log));
+}
