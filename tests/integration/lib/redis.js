@@ -159,9 +159,10 @@ function connectRedis(port) {
  */
 async function startRedis(port, opts = {}) {
     const p = port || await freePort();
+    /* Its own dir: a replica's full sync writes dump.rdb there. */
     const persistence = opts.aofDir
         ? ['--appendonly', 'yes', '--dir', opts.aofDir]
-        : ['--appendonly', 'no'];
+        : ['--appendonly', 'no', '--dir', makeTempDir('sluice-redis-')];
     const child = spawnTracked('redis-server', [
         '--port', String(p), '--bind', '127.0.0.1', '--save', '',
         ...persistence, '--loglevel', 'warning', ...(opts.args || []),
