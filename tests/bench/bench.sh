@@ -6,6 +6,9 @@
 #   bench.sh                    every workload on both servers, then a table
 #   bench.sh --workloads W1,IDLE   a subset (W1 W2 IDLE W4)
 #   bench.sh --smoke            tiny sluice-only run for CI (exit 1 on any loss)
+#   bench.sh --replicas         W1, W2 on one sluice and on three replicas fed
+#                               by one log (history.redis), then log ingest
+#   bench.sh --replicas-smoke   tiny replica run for CI (exit 1 on any loss)
 #   bench.sh --profile          perf profile of sluice under W2 (top symbols)
 #   bench.sh --syscalls         strace -c of both servers under W1
 #
@@ -13,7 +16,9 @@
 # NGINX (default nginx), NCHAN_MODULE (default Debian's path), DURATION
 # (seconds per publishing workload, default 20), RETRIES (runs of one
 # measurement while the machine is disturbed, default 2), PROFILE_RATE
-# (events/s of --profile, default 50), KEEP=1 keeps the work dir.
+# (events/s of --profile, default 50), INGEST_RATE (events/s offered to
+# one source in the ingest measure, default 100000), KEEP=1 keeps the
+# work dir.
 #
 # Every server (redis-server, sluice, nginx) is started here on a free
 # loopback port with a generated config in a temporary directory, one
@@ -33,6 +38,8 @@ workloads="W1,W2,IDLE,W4"
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) mode=smoke ;;
+        --replicas) mode=replicas ;;
+        --replicas-smoke) mode=replicas-smoke ;;
         --profile) mode=profile ;;
         --syscalls) mode=syscalls ;;
         --workloads) workloads=$2; shift ;;
@@ -131,16 +138,26 @@ start_redis() {
 }
 
 # start_sluice bench|dev: /bench/{ch} -> src:{ch}, or /dev/{id} ->
-# src:devices/{id} (one Redis channel per device).
+# src:devices/{id} (one Redis channel per device). With $history_redis
+# set, the history is the shared log in that Redis (key prefix "bench"),
+# so several started in turn are replicas of one service; $max_events
+# (default 100000) bounds the history.
 start_sluice() {
-    local route topic
+    local route topic history
     if [ "$1" = dev ]; then
         route='/dev/{id}'; topic='src:devices/{id}'
     else
         route='/bench/{ch}'; topic='src:{ch}'
     fi
     sluice_port=$(free_port)
-    cat >"$work/sluice.yaml" <<EOF
+    history="history:
+  max_events: ${max_events:-100000}"
+    if [ -n "${history_redis:-}" ]; then
+        history="$history
+  redis: $history_redis
+  key: bench"
+    fi
+    cat >"$work/sluice-$sluice_port.yaml" <<EOF
 listen: 127.0.0.1:$sluice_port
 sources:
   - name: src
@@ -149,14 +166,13 @@ sources:
 routes:
   - path: "$route"
     topics: ["$topic"]
-history:
-  max_events: 100000
+$history
 stream:
   max_connections: 25000
   heartbeat: 15s
 logging: {level: warn}
 EOF
-    "$SLUICE_BIN" -c "$work/sluice.yaml" 2>>"$work/sluice.log" &
+    "$SLUICE_BIN" -c "$work/sluice-$sluice_port.yaml" 2>>"$work/sluice.log" &
     sluice_pid=$!
     pids+=("$sluice_pid")
     local i
@@ -168,6 +184,42 @@ EOF
     echo "bench.sh: sluice not ready; its log:" >&2
     tail -20 "$work/sluice.log" >&2
     return 1
+}
+
+# start_replicas N: N sluice (bench routes) sharing one log in the Redis
+# of start_redis; their ports and pids in replica_ports / replica_pids.
+# Returns once exactly one of them is the ingest leader of source src.
+start_replicas() {
+    local n=$1 i leaders=0 p
+    history_redis=redis://127.0.0.1:$redis_port/0
+    replica_ports=()
+    replica_pids=()
+    for i in $(seq "$n"); do
+        start_sluice bench
+        replica_ports+=("$sluice_port")
+        replica_pids+=("$sluice_pid")
+    done
+    history_redis=
+    for i in $(seq 100); do
+        leaders=0
+        for p in "${replica_ports[@]}"; do
+            if curl -s -m 1 "http://127.0.0.1:$p/metrics" |
+                grep -q '^sluice_ingest_leader{source="src"} 1$'; then
+                leaders=$((leaders + 1))
+            fi
+        done
+        [ "$leaders" = 1 ] && return 0
+        sleep 0.1
+    done
+    echo "bench.sh: not one ingest leader among the replicas ($leaders)" >&2
+    return 1
+}
+
+stop_replicas() {
+    local pid
+    for pid in "${replica_pids[@]}"; do
+        stop_pid "$pid"
+    done
 }
 
 start_nchan() {
@@ -282,6 +334,55 @@ sluice_once() {
     stop_pid "$redis_pid"
 }
 
+# replicas_once WORKLOAD ROUTE LOADGEN-ARGS...: fresh redis + three
+# replicas fed by one log; stream i goes to replica i mod 3; the server
+# CPU is the three replicas' sum (redis, the bus and the log, is
+# bus_cpu_s). ROUTE is always bench here.
+replicas_once() {
+    local workload=$1 p pidargs=() ports
+    shift 2
+    start_redis
+    start_replicas 3
+    for p in "${replica_pids[@]}"; do pidargs+=(--pid "$p"); done
+    ports=$(IFS=,; echo "${replica_ports[*]}")
+    run_loadgen replicas "$workload" \
+        --sub "http://127.0.0.1:${replica_ports[0]}/bench/t%d" --sub-ports "$ports" \
+        --pub "redis://127.0.0.1:$redis_port" --pub-topic 't%d' \
+        "${pidargs[@]}" --bus-pid "$redis_pid" "$@" || true
+    stop_replicas
+    stop_pid "$redis_pid"
+}
+
+# ingest_once RATE SECONDS: one sluice with history.redis, RATE events/s
+# offered on one Redis channel for SECONDS, one stream reading them.
+# The rate the log took them at comes from the log itself: an entry's id
+# carries Redis's clock at the append, so (appended - 1) / (last - first
+# entry time) is the append rate, whatever the offered rate. Prints a
+# RESULT line (workload=INGEST) and adds it to the results.
+ingest_once() {
+    local rate=$1 secs=$2 len first last out sent
+    start_redis
+    max_events=$((rate * secs * 2)) start_replicas 1
+    out=$(timeout 120 "$LOADGEN" --label replicas --workload INGEST-run \
+        --sub "http://127.0.0.1:${replica_ports[0]}/bench/t0" \
+        --pub "redis://127.0.0.1:$redis_port" --pub-topic 't0' \
+        --conns 1 --rate "$rate" --duration "$secs" --drain 10 \
+        --pid "${replica_pids[0]}" --bus-pid "$redis_pid") || true
+    grep -v '^RESULT ' <<<"$out" >&2 || true
+    sent=$(sed -n 's/^RESULT .* events=\([0-9]*\) .*/\1/p' <<<"$out")
+    len=$(redis-cli -p "$redis_port" XLEN bench:log)
+    first=$(redis-cli -p "$redis_port" XRANGE bench:log - + COUNT 1 | head -1)
+    last=$(redis-cli -p "$redis_port" XREVRANGE bench:log + - COUNT 1 | head -1)
+    stop_replicas
+    stop_pid "$redis_pid"
+    awk -v n="$len" -v f="${first%-*}" -v l="${last%-*}" -v r="$rate" -v o="${sent:-0}" 'BEGIN {
+        ms = l - f
+        per_s = ms > 0 ? (n - 1) * 1000 / ms : 0
+        printf "RESULT label=replicas workload=INGEST offered_per_s=%d published=%d appended=%d" \
+            " append_ms=%d ingest_per_s=%.0f\n", r, o, n, ms, per_s
+    }' | tee -a "$results"
+}
+
 # nchan_once WORKLOAD PREFIX LOADGEN-ARGS...: fresh nginx, one run.
 nchan_once() {
     local workload=$1 prefix=$2
@@ -348,12 +449,16 @@ val() {
         END { print (v == "" ? "-" : v) }' "$results"
 }
 
-# row WORKLOAD TITLE KEY [SCALE [RATIO]]: sluice, nchan and (unless RATIO
-# is 0) sluice/nchan for one key.
+# The two columns of the table (the ratio is a / b).
+col_a=sluice
+col_b=nchan
+
+# row WORKLOAD TITLE KEY [SCALE [RATIO]]: col_a, col_b and (unless RATIO
+# is 0) col_a/col_b for one key.
 row() {
     local w=$1 title=$2 key=$3 scale=${4:-1} ratio=${5:-1} s n
-    s=$(val sluice "$w" "$key")
-    n=$(val nchan "$w" "$key")
+    s=$(val "$col_a" "$w" "$key")
+    n=$(val "$col_b" "$w" "$key")
     awk -v t="$title" -v s="$s" -v n="$n" -v f="$scale" -v rt="$ratio" 'BEGIN {
         fs = (s == "-") ? "-" : sprintf("%.2f", s * f)
         fn = (n == "-") ? "-" : sprintf("%.2f", n * f)
@@ -366,7 +471,7 @@ row() {
 # counts WORKLOAD: streams ok, delivered/expected, missing, dups (no ratio).
 counts() {
     local w=$1 l
-    for l in sluice nchan; do
+    for l in "$col_a" "$col_b"; do
         printf '%s\n' "$(val $l "$w" ok)/$(val $l "$w" conns) $(val $l "$w" delivered)/$(val $l "$w" expected) $(val $l "$w" missing) $(val $l "$w" dups)"
     done | awk '{ s[NR] = $0; split($0, f, " "); ok[NR] = f[1]; de[NR] = f[2]; mi[NR] = f[3]; du[NR] = f[4] }
         END {
@@ -418,6 +523,33 @@ print_table() {
         row "$w" "RSS per stream (bytes)" rss_per_stream_b
         row "$w" "rest of machine (% of 1 core)" other_cpu_pct 1 0
     done
+}
+
+# The replica table: three replicas fed by one log against one sluice.
+print_replica_table() {
+    col_a=replicas
+    col_b=sluice
+    echo
+    echo "== results (ratio = 3 replicas / 1 sluice; CPU is the replicas' sum)"
+    printf "  %-30s %14s %14s %10s\n" "" replicas sluice ratio
+    local w
+    for w in W1 W2; do
+        grep -q "workload=$w " "$results" || continue
+        local rate=10; [ "$w" = W2 ] && rate=50
+        echo "$w: 5000 streams on 1 topic, $rate events/s, 128 B, ${DURATION} s"
+        counts "$w"
+        latency_rows "$w"
+        row "$w" "server CPU per delivery (us)" cpu_per_delivery_us
+        row "$w" "server CPU (% of 1 core)" server_cpu_pct
+        row "$w" "deliveries/s" deliveries_per_s
+        row "$w" "loadgen CPU (% of 1 core)" client_cpu_pct 1 0
+        row "$w" "redis CPU (s, bus and log)" bus_cpu_s 1 0
+        row "$w" "rest of machine (% of 1 core)" other_cpu_pct 1 0
+    done
+    if grep -q "workload=INGEST " "$results"; then
+        echo "INGEST: one redis source, one sluice with history.redis"
+        sed -n 's/^RESULT label=replicas workload=INGEST /  /p' "$results"
+    fi
 }
 
 # ---- modes
@@ -547,8 +679,57 @@ run_full() {
     print_table
 }
 
+# W1 and W2 on one sluice and on three replicas, then the ingest rate.
+run_replicas() {
+    print_env
+    local d=$DURATION
+    echo "== W1"
+    measure sluice W1 bench --conns 5000 --rate 10 --duration "$d"
+    measure replicas W1 bench --conns 5000 --rate 10 --duration "$d"
+    echo "== W2"
+    measure sluice W2 bench --conns 5000 --rate 50 --duration "$d"
+    measure replicas W2 bench --conns 5000 --rate 50 --duration "$d"
+    echo "== INGEST"
+    wait_quiet
+    ingest_once "${INGEST_RATE:-100000}" 3 >/dev/null
+    print_replica_table
+}
+
+# A few seconds: three replicas must deliver everything exactly once, and
+# the log must take a small burst whole.
+run_replicas_smoke() {
+    local out rc=0 p pidargs=() ports
+    start_redis
+    start_replicas 3
+    for p in "${replica_pids[@]}"; do pidargs+=(--pid "$p"); done
+    ports=$(IFS=,; echo "${replica_ports[*]}")
+    out=$(timeout 25 "$LOADGEN" --label replicas --workload smoke \
+        --sub "http://127.0.0.1:${replica_ports[0]}/bench/t%d" --sub-ports "$ports" \
+        --pub "redis://127.0.0.1:$redis_port" --pub-topic 't%d' \
+        --conns 300 --rate 20 --duration 2 --drain 3 "${pidargs[@]}" \
+        --check) || rc=$?
+    echo "$out"
+    stop_replicas
+    stop_pid "$redis_pid"
+    if [ "$rc" != 0 ]; then
+        echo "bench.sh --replicas-smoke: FAILED (loadgen status $rc); sluice log:" >&2
+        tail -20 "$work/sluice.log" >&2
+        exit 1
+    fi
+    out=$(ingest_once 2000 1)
+    echo "$out"
+    grep -Eq ' published=([1-9][0-9]*) appended=\1 ' <<<"$out" || {
+        echo "bench.sh --replicas-smoke: FAILED (the log did not take every event published)" >&2
+        tail -20 "$work/sluice.log" >&2
+        exit 1
+    }
+    echo "bench.sh --replicas-smoke: ok"
+}
+
 case "$mode" in
     smoke) run_smoke ;;
+    replicas) run_replicas ;;
+    replicas-smoke) run_replicas_smoke ;;
     profile) print_env; run_profile ;;
     syscalls) print_env; run_syscalls ;;
     full) run_full ;;

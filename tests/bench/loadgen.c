@@ -62,6 +62,7 @@
 #define LOADGEN_HIST_BUCKETS 976 /* see loadgen_hist_index */
 #define LOADGEN_READ_BUF (256 * 1024)
 #define LOADGEN_MAX_PIDS 4
+#define LOADGEN_MAX_SUB_PORTS 4
 #define LOADGEN_MAX_PUB_CONNS 16
 #define LOADGEN_TICK_US 1000
 
@@ -99,6 +100,10 @@ enum loadgen_pub_kind {
 struct loadgen_opts {
     char sub_host[256];
     int sub_port;
+    /* --sub-ports: stream i connects to sub_ports[i mod n] instead
+     * (several replicas of one server); n = 0: sub_port alone. */
+    int sub_ports[LOADGEN_MAX_SUB_PORTS];
+    unsigned nsub_ports;
     char sub_path[512];     /* may hold one "%d": the topic number */
     enum loadgen_pub_kind pub_kind;
     char pub_host[256];
@@ -153,8 +158,9 @@ struct loadgen {
     struct loadgen_opts o;
     struct event_base *base;         /* owned */
     struct event *tick;              /* owned */
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
+    struct sockaddr_storage addr[LOADGEN_MAX_SUB_PORTS];
+    socklen_t addrlen[LOADGEN_MAX_SUB_PORTS];
+    unsigned naddrs;                 /* stream i connects to addr[i mod naddrs] */
     struct loadgen_conn *conns;      /* owned, o.conns of them */
     char *rbuf;                      /* owned, LOADGEN_READ_BUF bytes */
     char *payload;                   /* owned, o.size + 64 bytes */
@@ -623,10 +629,12 @@ static void loadgen_conn_open(struct loadgen *lg, unsigned i)
 
     lg->opened++;
     c->state = LOADGEN_CONN_CONNECTING;
-    c->fd = socket(lg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const struct sockaddr_storage *addr = &lg->addr[i % lg->naddrs];
+
+    c->fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         goto fail;
-    if (connect(c->fd, (struct sockaddr *)&lg->addr, lg->addrlen) < 0
+    if (connect(c->fd, (const struct sockaddr *)addr, lg->addrlen[i % lg->naddrs]) < 0
         && errno != EINPROGRESS)
         goto fail;
     c->ev = event_new(lg->base, c->fd, EV_WRITE, loadgen_conn_connected, c);
@@ -987,6 +995,8 @@ static void loadgen_usage(FILE *out)
     fprintf(out,
         "usage: loadgen --sub http://HOST:PORT/PATH [options]\n"
         "  --sub URL          SSE URL; one %%d in PATH becomes i mod TOPICS\n"
+        "  --sub-ports P,P..  stream i connects to the (i mod n)th port instead\n"
+        "                     of the URL's (replicas of one server; at most 4)\n"
         "  --pub redis://HOST:PORT | http://HOST:PORT   (none: idle mode)\n"
         "  --pub-topic FMT    redis channel or http path; %%d = event mod TOPICS\n"
         "  --pub-conns N      http publisher connections (default 4)\n"
@@ -1035,6 +1045,26 @@ static bool loadgen_pattern_ok(const char *fmt)
     return !pct || (pct[1] == 'd' && !strchr(pct + 1, '%'));
 }
 
+/* "P,P,..." into o->sub_ports: 0, or -1 when malformed or too many. */
+static int loadgen_parse_ports(struct loadgen_opts *o, const char *list)
+{
+    const char *p = list;
+
+    o->nsub_ports = 0;
+    for (;;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v <= 0 || v > 65535 || o->nsub_ports == LOADGEN_MAX_SUB_PORTS)
+            return -1;
+        o->sub_ports[o->nsub_ports++] = (int)v;
+        if (*end == '\0')
+            return 0;
+        if (*end != ',')
+            return -1;
+        p = end + 1;
+    }
+}
+
 /* Fills o from the command line: 0, 1 for --help, -1 on a bad option. */
 static int loadgen_parse_args(struct loadgen_opts *o, int argc, char **argv)
 {
@@ -1046,6 +1076,7 @@ static int loadgen_parse_args(struct loadgen_opts *o, int argc, char **argv)
         {"settle", 1, NULL, 'w'}, {"drain", 1, NULL, 'D'}, {"idle", 1, NULL, 'i'},
         {"pid", 1, NULL, 'p'}, {"bus-pid", 1, NULL, 'b'}, {"label", 1, NULL, 'l'},
         {"workload", 1, NULL, 'W'}, {"check", 0, NULL, 'c'}, {"help", 0, NULL, 'h'},
+        {"sub-ports", 1, NULL, 'o'},
         {NULL, 0, NULL, 0},
     };
     const char *sub = NULL, *pub = NULL;
@@ -1079,6 +1110,12 @@ static int loadgen_parse_args(struct loadgen_opts *o, int argc, char **argv)
         case 'b': o->bus_pid = atoi(optarg); break;
         case 'l': o->label = optarg; break;
         case 'W': o->workload = optarg; break;
+        case 'o':
+            if (loadgen_parse_ports(o, optarg) < 0) {
+                fprintf(stderr, "loadgen: bad --sub-ports %s\n", optarg);
+                return -1;
+            }
+            break;
         case 'c': o->check = true; break;
         case 'h': return 1;
         default: return -1;
@@ -1113,18 +1150,23 @@ static int loadgen_parse_args(struct loadgen_opts *o, int argc, char **argv)
 
 static int loadgen_resolve(struct loadgen *lg)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+    unsigned n = lg->o.nsub_ports ? lg->o.nsub_ports : 1;
     char port[16];
 
-    snprintf(port, sizeof(port), "%d", lg->o.sub_port);
-    int rc = getaddrinfo(lg->o.sub_host, port, &hints, &res);
-    if (rc != 0) {
-        fprintf(stderr, "loadgen: %s: %s\n", lg->o.sub_host, gai_strerror(rc));
-        return -1;
+    for (lg->naddrs = 0; lg->naddrs < n; lg->naddrs++) {
+        struct addrinfo *res = NULL;
+        snprintf(port, sizeof(port), "%d",
+                 lg->o.nsub_ports ? lg->o.sub_ports[lg->naddrs] : lg->o.sub_port);
+        int rc = getaddrinfo(lg->o.sub_host, port, &hints, &res);
+        if (rc != 0) {
+            fprintf(stderr, "loadgen: %s: %s\n", lg->o.sub_host, gai_strerror(rc));
+            return -1;
+        }
+        memcpy(&lg->addr[lg->naddrs], res->ai_addr, res->ai_addrlen);
+        lg->addrlen[lg->naddrs] = res->ai_addrlen;
+        freeaddrinfo(res);
     }
-    memcpy(&lg->addr, res->ai_addr, res->ai_addrlen);
-    lg->addrlen = res->ai_addrlen;
-    freeaddrinfo(res);
     return 0;
 }
 
