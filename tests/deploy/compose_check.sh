@@ -3,8 +3,9 @@
 # Debian 12 machine that reaches Debian's archive but no image registry,
 # and checks it end to end (tests/deploy/compose_check.js): SSE through
 # Caddy, streams spread over sluice1 and sluice2, one ingest leader,
-# kill -9 of the ingest leader's container and an exact Last-Event-ID resume through
-# Caddy. A manual check (minutes, root, a Docker engine), not part of CI.
+# kill -9 of the ingest leader's container and an exact Last-Event-ID
+# resume through Caddy. A manual check (minutes, root, a Docker engine),
+# not part of CI.
 #
 #   tests/deploy/compose_check.sh       up, check, down -v
 #   KEEP=1 tests/deploy/compose_check.sh   leave the project running
