@@ -107,7 +107,7 @@ struct rl_pos {
 };
 
 struct rl_source {
-    const char *name;          /* the config's */
+    char *name;                /* owned copy */
     enum source_type type;
     char lease_key[RL_KEY_MAX];
     char epoch_key[RL_KEY_MAX];
@@ -131,8 +131,9 @@ struct rl_item {
 
 struct redis_log {
     struct event_base *base;
-    const struct config *cfg;
     struct redis_log_sink sink;
+    uint64_t max_events, max_bytes; /* history.*, copied */
+    int64_t max_age_ms;
 
     /* Synthetic sources for the two connections (state, logs). */
     struct source_config conn_cfg;
@@ -162,6 +163,7 @@ struct redis_log {
     size_t inflight;           /* items at the queue's head being sent */
 
     uint64_t dropped, appended;
+    size_t releasing;          /* lease releases not yet answered */
 };
 
 static int64_t rl_now_ms(void)
@@ -586,10 +588,10 @@ static void rl_flush(struct redis_log *log)
     if (argv == NULL || lens == NULL || nums == NULL || poskeys == NULL)
         goto out;
     w = (struct rl_words){argv, lens, 0, nums, 0};
-    snprintf(maxlen, sizeof(maxlen), "%" PRIu64, log->cfg->history.max_events);
-    if (log->cfg->history.max_age_ms > 0)
+    snprintf(maxlen, sizeof(maxlen), "%" PRIu64, log->max_events);
+    if (log->max_age_ms > 0)
         snprintf(minid, sizeof(minid), "%lld-0",
-                 (long long)(rl_now_ms() - log->cfg->history.max_age_ms));
+                 (long long)(rl_now_ms() - log->max_age_ms));
     snprintf(count, sizeof(count), "%zu", n);
     rl_word(&w, "EVAL", 4);
     rl_word(&w, rl_append_script, sizeof(rl_append_script) - 1);
@@ -686,11 +688,11 @@ int redis_log_append(struct redis_log *log, struct message *msg)
     s = &log->sources[msg->source];
     if (s->role == RL_FOLLOWER)
         goto drop;
-    if (log->queued_bytes + message_size(msg) > log->cfg->history.max_bytes) {
+    if (log->queued_bytes + message_size(msg) > log->max_bytes) {
         log_limited(LOG_WARN, 10000,
                     "history: source %s: the append queue is full "
                     "(max_bytes %" PRIu64 "): messages dropped", s->name,
-                    log->cfg->history.max_bytes);
+                    log->max_bytes);
         goto drop;
     }
     if ((it = calloc(1, sizeof(*it))) == NULL)
@@ -958,6 +960,7 @@ static void rl_on_tag(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_log *log = redis_conn_owner(ac);
     const redisReply *rep = reply;
+    uint64_t count;
     bool changed;
 
     if (log == NULL || rep == NULL)
@@ -981,13 +984,11 @@ static void rl_on_tag(redisAsyncContext *ac, void *reply, void *priv)
         rl_tail_up(log);
         return;
     }
-    if (redisAsyncCommand(ac, rl_on_revrange, NULL, "XREVRANGE %s + - COUNT %llu",
-                          log->log_key,
-                          (unsigned long long)(log->loaded
-                                                   ? 1
-                                                   : log->cfg->history
-                                                         .max_events)) !=
-        REDIS_OK)
+    /* The first load fills the cache; later, one entry is enough. */
+    count = log->loaded ? 1 : log->max_events;
+    if (redisAsyncCommand(ac, rl_on_revrange, NULL,
+                          "XREVRANGE %s + - COUNT %llu", log->log_key,
+                          (unsigned long long)count) != REDIS_OK)
         redis_conn_fail(log->tail, "cannot queue XREVRANGE");
 }
 
@@ -1062,6 +1063,7 @@ static void rl_cmd_lost(void *owner)
     struct redis_log *log = owner;
 
     log->inflight = 0;
+    log->releasing = 0;
     for (size_t i = 0; i < log->nsources; i++) {
         log->sources[i].asking = false;
         log->sources[i].loading = false;
@@ -1140,17 +1142,19 @@ static void rl_conn_source(struct redis_log *log, struct source *src)
     snprintf(src->status, sizeof(src->status), "not connected yet");
 }
 
-static int rl_sources_new(struct redis_log *log, const char *prefix)
+static int rl_sources_new(struct redis_log *log, const struct config *cfg,
+                          const char *prefix)
 {
-    log->nsources = log->cfg->nsources;
-    log->sources = calloc(log->nsources ? log->nsources : 1,
+    log->sources = calloc(cfg->nsources ? cfg->nsources : 1,
                           sizeof(*log->sources));
     if (log->sources == NULL)
         return -1;
+    log->nsources = cfg->nsources;
     for (size_t i = 0; i < log->nsources; i++) {
         struct rl_source *s = &log->sources[i];
-        s->name = log->cfg->sources[i].name;
-        s->type = log->cfg->sources[i].type;
+        if ((s->name = strdup(cfg->sources[i].name)) == NULL)
+            return -1;
+        s->type = cfg->sources[i].type;
         snprintf(s->lease_key, sizeof(s->lease_key), "%s:lease:%s", prefix,
                  s->name);
         snprintf(s->epoch_key, sizeof(s->epoch_key), "%s:epoch:%s", prefix,
@@ -1174,20 +1178,23 @@ struct redis_log *redis_log_new(struct event_base *base,
         return NULL;
     }
     log->base = base;
-    log->cfg = cfg;
     log->sink = *sink;
+    log->max_events = cfg->history.max_events;
+    log->max_bytes = cfg->history.max_bytes;
+    log->max_age_ms = cfg->history.max_age_ms;
     log->queue_tail = &log->queue;
     log->ttl_ms = rl_lease_ms();
     snprintf(log->last_id, sizeof(log->last_id), "0-0");
     snprintf(log->log_key, sizeof(log->log_key), "%s:log", prefix);
     snprintf(log->meta_key, sizeof(log->meta_key), "%s:meta", prefix);
     log->conn_cfg.name = "history";
-    log->conn_cfg.url = cfg->history.redis;
+    log->conn_cfg.url = strdup(cfg->history.redis);
     log->conn_cfg.type = SOURCE_REDIS;
     rl_conn_source(log, &log->tail_src);
     rl_conn_source(log, &log->cmd_src);
-    if (rl_random_text(log->token, 32, "0123456789abcdef", 16) < 0 ||
-        rl_sources_new(log, prefix) < 0) {
+    if (log->conn_cfg.url == NULL ||
+        rl_random_text(log->token, 32, "0123456789abcdef", 16) < 0 ||
+        rl_sources_new(log, cfg, prefix) < 0) {
         snprintf(why, whylen, "out of memory or no randomness");
         goto fail;
     }
@@ -1217,6 +1224,19 @@ void redis_log_start(struct redis_log *log)
     rl_timer_start(log->lease_timer, log->ttl_ms / 3);
 }
 
+static void rl_on_released(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis_log *log = redis_conn_owner(ac);
+
+    if (log != NULL && log->releasing > 0)
+        log->releasing--;
+}
+
+bool redis_log_released(const struct redis_log *log)
+{
+    return log->releasing == 0;
+}
+
 void redis_log_release(struct redis_log *log)
 {
     redisAsyncContext *ac = redis_conn_context(log->cmd);
@@ -1226,9 +1246,11 @@ void redis_log_release(struct redis_log *log)
         if (s->role == RL_FOLLOWER)
             continue;
         rl_become(log, i, RL_FOLLOWER);
-        if (ac != NULL && redis_conn_is_up(log->cmd))
-            redisAsyncCommand(ac, rl_ignore_reply, NULL, "EVAL %s 1 %s %s",
-                              rl_release_script, s->lease_key, log->token);
+        if (ac != NULL && redis_conn_is_up(log->cmd) &&
+            redisAsyncCommand(ac, rl_on_released, NULL, "EVAL %s 1 %s %s",
+                              rl_release_script, s->lease_key,
+                              log->token) == REDIS_OK)
+            log->releasing++;
     }
     evtimer_del(log->lease_timer);
 }
@@ -1246,8 +1268,14 @@ void redis_log_free(struct redis_log *log)
     if (log->flush_ev)
         event_free(log->flush_ev);
     rl_queue_pop(log, SIZE_MAX);
-    for (size_t i = 0; log->sources != NULL && i < log->nsources; i++)
+    for (size_t i = 0; log->sources != NULL && i < log->nsources; i++) {
         rl_positions_free(&log->sources[i]);
+        free(log->sources[i].name);
+    }
     free(log->sources);
+    if (log->conn_cfg.url != NULL) {
+        explicit_bzero(log->conn_cfg.url, strlen(log->conn_cfg.url));
+        free(log->conn_cfg.url);
+    }
     free(log);
 }

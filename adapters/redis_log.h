@@ -103,6 +103,10 @@ void redis_log_start(struct redis_log *log);
  * instead of after a ttl. Appends still queued are sent no more. */
 void redis_log_release(struct redis_log *log);
 
+/* True once Redis has answered every release (or the connection is
+ * gone): a draining process may exit without leaving a lease behind. */
+bool redis_log_released(const struct redis_log *log);
+
 /* Disconnects, releases held leases when it still can (best effort), and
  * frees the log and what is queued. NULL is fine. */
 void redis_log_free(struct redis_log *log);

@@ -30,7 +30,6 @@ static void replica_on_tagged(void *ctx, const char *tag, bool changed)
 
     if (history_key_retag(b->history, tag) < 0)
         log_error("history: the log's tag '%.16s' is not usable", tag);
-    b->log_tagged = true;
 }
 
 /* One event of the log: the same path as a local append, after it. */
@@ -59,6 +58,8 @@ static void replica_on_live(void *ctx, bool live)
     struct bridge *b = ctx;
 
     history_key_set_live(b->history, live);
+    if (live)
+        b->log_loaded = true; /* the first time: the tail is loaded */
 }
 
 /* Starts or stops source i's adapter as its lease comes and goes. */
@@ -134,6 +135,11 @@ void replica_release(struct bridge *b)
         redis_log_release(b->log);
 }
 
+bool replica_released(const struct bridge *b)
+{
+    return b->log == NULL || redis_log_released(b->log);
+}
+
 void replica_close(struct bridge *b)
 {
     redis_log_free(b->log);
@@ -154,7 +160,7 @@ int replica_last_entry_id(struct bridge *b, struct source *src,
 
 bool replica_ready(const struct bridge *b)
 {
-    return b->log == NULL || b->log_tagged;
+    return b->log == NULL || b->log_loaded;
 }
 
 bool replica_leads(const struct bridge *b, uint32_t i)

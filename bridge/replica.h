@@ -37,6 +37,9 @@ void replica_start(struct bridge *b);
 /* SIGTERM: stops ingesting and gives the leases up. */
 void replica_release(struct bridge *b);
 
+/* True when the leases are given up (local: always). */
+bool replica_released(const struct bridge *b);
+
 /* Frees b->log (before the history: its range reads end first). */
 void replica_close(struct bridge *b);
 

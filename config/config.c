@@ -204,7 +204,8 @@ static void source_check_url(struct config_reader *rd,
     }
     memcpy(scheme, src->url, len);
     scheme[len] = '\0';
-    if (strcmp(scheme, plain) != 0 && strcmp(scheme, tls) != 0) {
+    if (strcmp(scheme, plain) != 0 && strcmp(scheme, tls) != 0 &&
+        !(src->type != SOURCE_MQTT && strcmp(scheme, "redis+sentinel") == 0)) {
         config_reader_error(rd, config_node_pos(node),
                             "url: scheme '%s' does not fit a %s source (use "
                             "%s:// or %s://)",
