@@ -2,8 +2,8 @@
  * redis_log.c - the shared log in Redis; see redis_log.h for the keys,
  * the leases and the guarantees.
  *
- * Two redis_conn connections, each with a struct source of its own (named
- * "history") for its state and logs:
+ * Two redis_conn connections, each with a struct source of its own
+ * ("history-read", "history-write") for its state and logs:
  * - the tail: HSETNX/HGET the tag, then XREVRANGE (load or check), then
  *   XREAD BLOCK from the last id read, one read outstanding at a time;
  * - the commands: the lease round (every ttl/3, one Lua call per source),
@@ -59,16 +59,20 @@ static const char rl_release_script[] =
     "return 0\n";
 
 /*
- * The fenced append. KEYS: lease, log, pos. ARGV: token, maxlen, minid
- * ("" for none), n, then per entry: counter, position key ("" for none),
- * position id, number of field/value words, the words. Entries whose
- * counter is not above the stored ".n" were appended before (a resend).
+ * The fenced append. KEYS: lease, log, pos, meta. ARGV: token, maxlen,
+ * minid ("" for none), n, then per entry: counter, position key ("" for
+ * none), position id, number of field/value words, the words. Entries
+ * whose counter is not above the stored ".n" were appended before (a
+ * resend). Every entry gets "c", the log's own count of entries (meta
+ * "seq"), so that a reader sees a gap: entries trimmed before it read
+ * them.
  */
 static const char rl_append_script[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then\n"
     "  return redis.error_reply('FENCED the lease is held elsewhere')\n"
     "end\n"
     "local last = tonumber(redis.call('HGET', KEYS[3], '.n') or '0')\n"
+    "local seq = tonumber(redis.call('HGET', KEYS[4], 'seq') or '0')\n"
     "local i = 5\n"
     "local added = 0\n"
     "for e = 1, tonumber(ARGV[4]) do\n"
@@ -77,6 +81,9 @@ static const char rl_append_script[] =
     "  if n > last then\n"
     "    local f = {}\n"
     "    for j = 1, nf do f[j] = ARGV[i + 3 + j] end\n"
+    "    seq = seq + 1\n"
+    "    f[nf + 1] = 'c'\n"
+    "    f[nf + 2] = seq\n"
     "    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(f))\n"
     "    if ARGV[i + 1] ~= '' then\n"
     "      redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2])\n"
@@ -87,6 +94,7 @@ static const char rl_append_script[] =
     "  i = i + 4 + nf\n"
     "end\n"
     "redis.call('HSET', KEYS[3], '.n', last)\n"
+    "redis.call('HSET', KEYS[4], 'seq', seq)\n"
     "if ARGV[3] ~= '' then\n"
     "  redis.call('XTRIM', KEYS[2], 'MINID', '~', ARGV[3])\n"
     "end\n"
@@ -118,6 +126,7 @@ struct rl_source {
     int64_t asked_ms;          /* when the pending lease call was sent */
     bool asking;               /* a lease call is outstanding */
     bool loading;              /* HGETALL of the positions outstanding */
+    bool elsewhere;            /* the last lease call: another's */
     uint64_t counter;          /* the last append counter given out */
     struct rl_pos *positions;  /* owned */
 };
@@ -136,7 +145,7 @@ struct redis_log {
     int64_t max_age_ms;
 
     /* Synthetic sources for the two connections (state, logs). */
-    struct source_config conn_cfg;
+    struct source_config tail_cfg, cmd_cfg; /* url owned by tail_cfg */
     struct source tail_src, cmd_src;
     struct redis_conn *tail, *cmd;
 
@@ -148,6 +157,8 @@ struct redis_log {
     /* The tail. */
     char tag[HISTORY_KEY_TAG_MAX + 1]; /* "" until loaded */
     char last_id[HISTORY_KEY_ID_MAX];  /* last entry read */
+    uint64_t last_count;       /* its "c" (0: none seen yet) */
+    uint64_t gaps;             /* times entries were trimmed unread */
     bool loaded;               /* the first load is done */
     bool reading;              /* an XREAD is outstanding */
     bool live;
@@ -429,6 +440,7 @@ static void rl_on_lease(redisAsyncContext *ac, void *reply, void *priv)
     }
     state = rep->element[0]->integer;
     epoch = rep->element[1]->integer;
+    s->elsewhere = state == 0;
     if (state == 0) {
         if (s->role != RL_FOLLOWER)
             rl_lease_lost(log, i);
@@ -595,10 +607,11 @@ static void rl_flush(struct redis_log *log)
     snprintf(count, sizeof(count), "%zu", n);
     rl_word(&w, "EVAL", 4);
     rl_word(&w, rl_append_script, sizeof(rl_append_script) - 1);
-    rl_word(&w, "3", 1);
+    rl_word(&w, "4", 1);
     rl_word(&w, s->lease_key, strlen(s->lease_key));
     rl_word(&w, log->log_key, strlen(log->log_key));
     rl_word(&w, s->pos_key, strlen(s->pos_key));
+    rl_word(&w, log->meta_key, strlen(log->meta_key));
     rl_word(&w, log->token, strlen(log->token));
     rl_word(&w, maxlen, strlen(maxlen));
     rl_word(&w, minid, strlen(minid));
@@ -730,10 +743,12 @@ static bool rl_field_is(const redisReply *f, const char *name)
     return f->len == strlen(name) && memcmp(f->str, name, f->len) == 0;
 }
 
-/* One [id, [field, value, ...]] of the log as a message with seq set.
- * NULL when it is not one (or on ENOMEM). */
+/* One [id, [field, value, ...]] of the log as a message with seq set,
+ * and its "c" (the log's count at it; 0 without) in *count. NULL when it
+ * is not one (or on ENOMEM). */
 static struct message *rl_message(const struct redis_log *log,
-                                  const redisReply *entry, uint64_t *pos)
+                                  const redisReply *entry, uint64_t *pos,
+                                  uint64_t *count)
 {
     const redisReply *id, *fields, *topic = NULL, *payload = NULL,
                                    *eid = NULL;
@@ -742,6 +757,7 @@ static struct message *rl_message(const struct redis_log *log,
     int qos = -1, retain = 0;
     struct message *msg;
 
+    *count = 0;
     if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2 ||
         entry->element[0]->type != REDIS_REPLY_STRING ||
         entry->element[1]->type != REDIS_REPLY_ARRAY)
@@ -768,6 +784,8 @@ static struct message *rl_message(const struct redis_log *log,
             retain = v->str[0] == '1';
         else if (rl_field_is(f, "e"))
             eid = v;
+        else if (rl_field_is(f, "c"))
+            *count = strtoull(v->str, NULL, 10);
     }
     if (topic == NULL)
         return NULL;
@@ -802,13 +820,13 @@ static void rl_on_range(redisAsyncContext *ac, void *reply, void *priv)
     struct message **msgs = NULL;
     size_t n = 0;
     bool ok = log != NULL && rep != NULL && rep->type == REDIS_REPLY_ARRAY;
-    uint64_t pos;
+    uint64_t pos, count;
 
     if (ok && rep->elements > 0 &&
         (msgs = calloc(rep->elements, sizeof(*msgs))) == NULL)
         ok = false;
     for (size_t i = 0; ok && i < rep->elements; i++) {
-        struct message *msg = rl_message(log, rep->element[i], &pos);
+        struct message *msg = rl_message(log, rep->element[i], &pos, &count);
         if (msg != NULL)
             msgs[n++] = msg;
     }
@@ -847,6 +865,28 @@ static void rl_set_live(struct redis_log *log, bool live)
     rl_state_changed(log);
 }
 
+/* Entry `count` follows last_count: a jump means entries were trimmed
+ * before this replica read them (it fell behind by max_events). */
+static void rl_check_count(struct redis_log *log, uint64_t count,
+                           uint64_t pos)
+{
+    uint64_t last_pos = 0;
+
+    if (count == 0)
+        return;
+    if (log->last_count != 0 && count > log->last_count + 1) {
+        history_key_parse_id(log->last_id, strlen(log->last_id), &last_pos);
+        log_warn("history: %llu entries of the log were trimmed before "
+                 "this replica read them (max_events too small for the "
+                 "rate, or the replica was stalled): its streams start "
+                 "over from a reset",
+                 (unsigned long long)(count - log->last_count - 1));
+        log->gaps++;
+        log->sink.gap(log->sink.ctx, last_pos, pos);
+    }
+    log->last_count = count;
+}
+
 /* Delivers the entries of an XREAD / XRANGE array (oldest first). */
 static void rl_deliver(struct redis_log *log, const redisReply *entries,
                        bool reverse)
@@ -854,9 +894,11 @@ static void rl_deliver(struct redis_log *log, const redisReply *entries,
     for (size_t k = 0; k < entries->elements; k++) {
         size_t i = reverse ? entries->elements - 1 - k : k;
         const redisReply *e = entries->element[i];
-        uint64_t pos;
-        struct message *msg = rl_message(log, e, &pos);
+        uint64_t pos, count;
+        struct message *msg = rl_message(log, e, &pos, &count);
 
+        if (msg != NULL)
+            rl_check_count(log, count, pos);
         if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 &&
             e->element[0]->type == REDIS_REPLY_STRING &&
             e->element[0]->len < sizeof(log->last_id))
@@ -929,7 +971,7 @@ static void rl_on_revrange(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_log *log = redis_conn_owner(ac);
     const redisReply *rep = reply;
-    uint64_t newest = 0, last = 0;
+    uint64_t newest = 0, last = 0, newest_count = 0;
 
     if (log == NULL || rep == NULL)
         return;
@@ -937,11 +979,12 @@ static void rl_on_revrange(redisAsyncContext *ac, void *reply, void *priv)
         redis_conn_fail(log->tail, "XREVRANGE of the log failed");
         return;
     }
-    if (rep->elements > 0 && rep->element[0]->type == REDIS_REPLY_ARRAY &&
-        rep->element[0]->elements >= 1 &&
-        rep->element[0]->element[0]->type == REDIS_REPLY_STRING)
-        history_key_parse_id(rep->element[0]->element[0]->str,
-                             rep->element[0]->element[0]->len, &newest);
+    if (rep->elements > 0) {
+        struct message *m = rl_message(log, rep->element[0], &newest,
+                                       &newest_count);
+        if (m != NULL)
+            message_unref(m);
+    }
     if (!log->loaded) {
         rl_deliver(log, rep, true);
     } else if (history_key_parse_id(log->last_id, strlen(log->last_id),
@@ -951,6 +994,7 @@ static void rl_on_revrange(redisAsyncContext *ac, void *reply, void *priv)
                  "read (%s): a failover lost its tail; ids after it are "
                  "unknown", log->last_id);
         history_key_format_pos(newest, log->last_id, sizeof(log->last_id));
+        log->last_count = newest_count;
         log->sink.rolled_back(log->sink.ctx, newest);
     }
     rl_tail_up(log);
@@ -981,6 +1025,7 @@ static void rl_on_tag(redisAsyncContext *ac, void *reply, void *priv)
     if (changed) {
         /* A new log: read it from its start. */
         snprintf(log->last_id, sizeof(log->last_id), "0-0");
+        log->last_count = 0;
         rl_tail_up(log);
         return;
     }
@@ -1099,9 +1144,20 @@ bool redis_log_leads(const struct redis_log *log, uint32_t source)
            log->sources[source].role == RL_LEADER;
 }
 
+bool redis_log_led_elsewhere(const struct redis_log *log, uint32_t source)
+{
+    return source < log->nsources && log->sources[source].elsewhere &&
+           redis_log_up(log);
+}
+
 uint64_t redis_log_dropped(const struct redis_log *log)
 {
     return log->dropped;
+}
+
+uint64_t redis_log_gaps(const struct redis_log *log)
+{
+    return log->gaps;
 }
 
 uint64_t redis_log_appended(const struct redis_log *log)
@@ -1131,9 +1187,14 @@ static int64_t rl_lease_ms(void)
     return v;
 }
 
-static void rl_conn_source(struct redis_log *log, struct source *src)
+static void rl_conn_source(struct redis_log *log, struct source *src,
+                           struct source_config *cfg, const char *name,
+                           char *url)
 {
-    src->cfg = &log->conn_cfg;
+    cfg->name = (char *)name;
+    cfg->url = url;
+    cfg->type = SOURCE_REDIS;
+    src->cfg = cfg;
     src->base = log->base;
     src->index = UINT32_MAX;
     src->state = SOURCE_DOWN;
@@ -1172,6 +1233,7 @@ struct redis_log *redis_log_new(struct event_base *base,
 {
     struct redis_log *log = calloc(1, sizeof(*log));
     const char *prefix = cfg->history.key ? cfg->history.key : "sluice";
+    char *url;
 
     if (log == NULL) {
         snprintf(why, whylen, "out of memory");
@@ -1187,12 +1249,10 @@ struct redis_log *redis_log_new(struct event_base *base,
     snprintf(log->last_id, sizeof(log->last_id), "0-0");
     snprintf(log->log_key, sizeof(log->log_key), "%s:log", prefix);
     snprintf(log->meta_key, sizeof(log->meta_key), "%s:meta", prefix);
-    log->conn_cfg.name = "history";
-    log->conn_cfg.url = strdup(cfg->history.redis);
-    log->conn_cfg.type = SOURCE_REDIS;
-    rl_conn_source(log, &log->tail_src);
-    rl_conn_source(log, &log->cmd_src);
-    if (log->conn_cfg.url == NULL ||
+    url = strdup(cfg->history.redis);
+    rl_conn_source(log, &log->tail_src, &log->tail_cfg, "history-read", url);
+    rl_conn_source(log, &log->cmd_src, &log->cmd_cfg, "history-write", url);
+    if (url == NULL ||
         rl_random_text(log->token, 32, "0123456789abcdef", 16) < 0 ||
         rl_sources_new(log, cfg, prefix) < 0) {
         snprintf(why, whylen, "out of memory or no randomness");
@@ -1273,9 +1333,9 @@ void redis_log_free(struct redis_log *log)
         free(log->sources[i].name);
     }
     free(log->sources);
-    if (log->conn_cfg.url != NULL) {
-        explicit_bzero(log->conn_cfg.url, strlen(log->conn_cfg.url));
-        free(log->conn_cfg.url);
+    if (log->tail_cfg.url != NULL) {
+        explicit_bzero(log->tail_cfg.url, strlen(log->tail_cfg.url));
+        free(log->tail_cfg.url);
     }
     free(log);
 }

@@ -16,6 +16,7 @@
 #include "adapters/redis_log.h"
 #include "bridge/bridge.h"
 #include "bridge/feed.h"
+#include "bridge/stream.h"
 #include "lib/history.h"
 #include "lib/history_key.h"
 #include "lib/lastvalue.h"
@@ -51,6 +52,22 @@ static void replica_on_rolled_back(void *ctx, uint64_t last_pos)
     struct bridge *b = ctx;
 
     history_key_forget_after(b->history, last_pos);
+}
+
+/* Entries were trimmed before this replica read them: ids in between are
+ * unknown, and every stream on the shared history is cut (it resumes by
+ * id and gets a reset, as its entry is gone too). */
+static void replica_on_gap(void *ctx, uint64_t last_pos, uint64_t pos)
+{
+    struct bridge *b = ctx;
+
+    history_key_mark_lost(b->history, last_pos, pos);
+    for (struct stream *s = b->streams; s != NULL; s = s->next) {
+        if (s->feed == NULL || s->feed->history != NULL)
+            continue; /* a per-key stream: its own history */
+        s->reap_reason = DROP_REPLAY;
+        bridge_schedule_reap(b, s);
+    }
 }
 
 static void replica_on_live(void *ctx, bool live)
@@ -91,6 +108,7 @@ int replica_open(struct bridge *b, char *err, size_t errlen)
         .tagged = replica_on_tagged,
         .entry = replica_on_entry,
         .rolled_back = replica_on_rolled_back,
+        .gap = replica_on_gap,
         .live = replica_on_live,
         .leader = replica_on_leader,
         .state_changed = replica_on_state,
@@ -163,20 +181,45 @@ bool replica_ready(const struct bridge *b)
     return b->log == NULL || b->log_loaded;
 }
 
-bool replica_leads(const struct bridge *b, uint32_t i)
+/* One source: up here, or led by another replica. */
+static bool replica_source_ready(const struct bridge *b, uint32_t i,
+                                 struct evbuffer *body)
 {
-    return b->log == NULL || redis_log_leads(b->log, i);
+    const struct source *src = &b->sources[i];
+    bool leads = b->log == NULL || redis_log_leads(b->log, i);
+
+    if (!leads && redis_log_led_elsewhere(b->log, i))
+        return true;
+    if (leads && src->state == SOURCE_UP)
+        return true;
+    if (!leads)
+        evbuffer_add_printf(body, "source %s: no replica ingests it yet\n",
+                            src->cfg->name);
+    else if (!b->cfg->readyz_details)
+        evbuffer_add_printf(body, "source %s: down\n", src->cfg->name);
+    else
+        evbuffer_add_printf(body, "source %s: %s\n", src->cfg->name,
+                            src->state == SOURCE_CONNECTING ? "subscribing"
+                                                            : src->status);
+    return false;
 }
 
 bool replica_readyz(const struct bridge *b, struct evbuffer *body)
 {
-    if (b->log == NULL || redis_log_up(b->log))
-        return true;
-    if (b->cfg->readyz_details)
-        evbuffer_add_printf(body, "history: %s\n", redis_log_status(b->log));
-    else
-        evbuffer_add_printf(body, "history: down\n");
-    return false;
+    bool ready = true;
+
+    if (b->log != NULL && !redis_log_up(b->log)) {
+        ready = false;
+        if (b->cfg->readyz_details)
+            evbuffer_add_printf(body, "history: %s\n",
+                                redis_log_status(b->log));
+        else
+            evbuffer_add_printf(body, "history: down\n");
+    }
+    for (uint32_t i = 0; i < b->nsources; i++)
+        if (!replica_source_ready(b, i, body))
+            ready = false;
+    return ready;
 }
 
 void replica_metrics(const struct bridge *b, struct evbuffer *out)
@@ -195,6 +238,12 @@ void replica_metrics(const struct bridge *b, struct evbuffer *out)
                              "# TYPE sluice_history_log_up gauge\n"
                              "sluice_history_log_up %d\n",
                         redis_log_up(b->log));
+    evbuffer_add_printf(out, "# HELP sluice_history_gaps_total Times "
+                             "entries of the shared log were trimmed before "
+                             "this replica read them.\n"
+                             "# TYPE sluice_history_gaps_total counter\n"
+                             "sluice_history_gaps_total %llu\n",
+                        (unsigned long long)redis_log_gaps(b->log));
     evbuffer_add_printf(out, "# HELP sluice_history_appended_total Events "
                              "this replica appended to the shared log.\n"
                              "# TYPE sluice_history_appended_total counter\n"

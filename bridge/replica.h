@@ -55,10 +55,11 @@ int replica_last_entry_id(struct bridge *b, struct source *src,
 /* True when streams can be served (the log is loaded; local: always). */
 bool replica_ready(const struct bridge *b);
 
-/* True when this process runs source i's ingest (local: always). */
-bool replica_leads(const struct bridge *b, uint32_t i);
-
-/* Appends /readyz lines; false when the history is not ready. */
+/*
+ * Appends /readyz lines for the history and the sources; false when not
+ * ready. Ready means: the history is up, and every source is up here or
+ * ingested by another replica (so a publisher may start).
+ */
 bool replica_readyz(const struct bridge *b, struct evbuffer *body);
 
 /* Appends the replica metrics (leaders, log state, drops). */

@@ -167,36 +167,22 @@ static void server_reply_method_not_allowed(struct evhttp_request *req)
 }
 
 /*
- * One line per source that is not up. By default only "down" (SPEC 5):
- * the status text names broker addresses and quotes server errors, which
- * go to the log; readyz_details opts in to showing it here.
+ * One line per source that is not up, and for a shared history that is
+ * down (replica_readyz). By default only "down" (SPEC 5): the status text
+ * names broker addresses and quotes server errors, which go to the log;
+ * readyz_details opts in to showing it here.
  */
 static void server_handle_readyz(struct server *srv,
                                  struct evhttp_request *req)
 {
-    struct bridge *b = srv->bridge;
     struct evbuffer *body = evbuffer_new();
-    bool ready = true;
+    bool ready;
 
     if (body == NULL) {
         evhttp_send_error(req, 503, "Service Unavailable");
         return;
     }
-    ready = replica_readyz(b, body);
-    for (size_t i = 0; i < b->nsources; i++) {
-        const struct source *src = &b->sources[i];
-        /* With a shared history, another replica may run it. */
-        if (src->state == SOURCE_UP || !replica_leads(b, (uint32_t)i))
-            continue;
-        ready = false;
-        if (!b->cfg->readyz_details)
-            evbuffer_add_printf(body, "source %s: down\n", src->cfg->name);
-        else
-            evbuffer_add_printf(body, "source %s: %s\n", src->cfg->name,
-                                src->state == SOURCE_CONNECTING
-                                    ? "subscribing"
-                                    : src->status);
-    }
+    ready = replica_readyz(srv->bridge, body);
     if (ready)
         evbuffer_add(body, "ok\n", 3);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
