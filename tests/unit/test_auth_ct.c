@@ -56,11 +56,11 @@ int __real_strcasecmp(const char *a, const char *b);
 int __real_strncasecmp(const char *a, const char *b, size_t n);
 
 static struct {
-    bool on;              /* counting: inside the auth_check under test */
-    size_t ct_calls;      /* CRYPTO_memcmp calls */
-    size_t ct_bad_len;    /* ... of another length than DIGEST_LEN */
-    size_t ct_text;       /* ... with token text as an argument */
-    size_t libc_text;     /* libc comparisons given token text */
+    bool on;               /* counting: inside the auth_check under test */
+    size_t ct_calls;       /* CRYPTO_memcmp calls */
+    size_t ct_bad_len;     /* ... of another length than DIGEST_LEN */
+    size_t ct_text;        /* ... with token text as an argument */
+    size_t libc_text;      /* libc comparisons given token text */
     const char *libc_name; /* the first of those */
 } seen;
 
@@ -75,8 +75,7 @@ static bool is_token_text(const void *p, size_t n)
     return n >= MARK_LEN && __real_memcmp(p, MARK, MARK_LEN) == 0;
 }
 
-static void note_libc(const char *name, const void *a, const void *b,
-                      size_t n)
+static void note_libc(const char *name, const void *a, const void *b, size_t n)
 {
     if (!seen.on || (!is_token_text(a, n) && !is_token_text(b, n)))
         return;
@@ -200,8 +199,8 @@ static enum auth_result check(struct fixture *f, const char *token)
 
 static void assert_compared_digests(const char *token)
 {
-    if (seen.ct_calls != NTOKENS || seen.ct_bad_len != 0 ||
-        seen.ct_text != 0 || seen.libc_text != 0)
+    if (seen.ct_calls != NTOKENS || seen.ct_bad_len != 0 || seen.ct_text != 0 ||
+        seen.libc_text != 0)
         fail_msg("token \"%s\": CRYPTO_memcmp %zu calls (want %d), %zu not "
                  "of %d bytes, %zu on token text; %zu libc comparisons of "
                  "token text (first: %s)",
