@@ -30,6 +30,7 @@
 #include "bridge/feed.h"
 #include "bridge/keyed.h"
 #include "bridge/replica.h"
+#include "lib/cors.h"
 #include "lib/history.h"
 #include "lib/log.h"
 #include "lib/query.h"
@@ -102,20 +103,6 @@ static void server_reply_text(struct evhttp_request *req, int code,
         evbuffer_free(body);
 }
 
-/* The configured origin entry that allows `origin`, or NULL. */
-static const char *server_cors_match(const struct config *cfg,
-                                     const char *origin)
-{
-    if (origin == NULL)
-        return NULL;
-    for (size_t i = 0; i < cfg->cors_origins.count; i++) {
-        const char *allowed = cfg->cors_origins.items[i];
-        if (strcmp(allowed, "*") == 0 || strcmp(allowed, origin) == 0)
-            return allowed;
-    }
-    return NULL;
-}
-
 /* Headers on every response: no caching (tokens may sit in URLs), no
  * referrer, and CORS for configured origins only. Returns whether the
  * request's origin is allowed. */
@@ -133,11 +120,10 @@ static bool server_add_common_headers(struct server *srv,
     if (cfg->cors_origins.count == 0)
         return false;
     evhttp_add_header(out, "Vary", "Origin");
-    allowed = server_cors_match(cfg, origin);
+    allowed = cors_allow_origin(&cfg->cors_origins, origin);
     if (allowed == NULL)
         return false;
-    evhttp_add_header(out, "Access-Control-Allow-Origin",
-                      strcmp(allowed, "*") == 0 ? "*" : origin);
+    evhttp_add_header(out, "Access-Control-Allow-Origin", allowed);
     if (cfg->auth.cookie != NULL)
         evhttp_add_header(out, "Access-Control-Allow-Credentials", "true");
     return true;

@@ -1027,6 +1027,17 @@ static void test_cors(void **state)
     check_error(BASE "cors: {origins: [\"a.example\"]}\n",
                 "t.yaml:5:18: origins: expected \"*\" or scheme://host[:port] "
                 "without a path, e.g. https://app.example");
+    /* Bytes no browser's Origin holds (found by fuzz_cors: blank lines in
+     * a quoted scalar fold to "\n"). */
+    check_error(BASE "cors: {origins: ['https://a.ex\n\n  mple']}\n",
+                "t.yaml:5:18: origins: expected \"*\" or scheme://host[:port] "
+                "without a path, e.g. https://app.example");
+    check_error(BASE "cors: {origins: [\"https://a.ex\\x01mple\"]}\n",
+                "t.yaml:5:18: origins: expected \"*\" or scheme://host[:port] "
+                "without a path, e.g. https://app.example");
+    check_error(BASE "cors: {origins: [\"https://b\\u00fccher.example\"]}\n",
+                "t.yaml:5:18: origins: expected \"*\" or scheme://host[:port] "
+                "without a path, e.g. https://app.example");
 }
 
 /* ---- refused YAML ------------------------------------------------------- */
