@@ -34,7 +34,6 @@
 
 #define RL_KEY_MAX 160
 #define RL_BATCH 256            /* entries per append call */
-#define RL_FIELDS_MAX 14        /* s t p ts q r e: name/value pairs */
 #define RL_XREAD_COUNT "512"
 #define RL_BLOCK_MS 2000
 #define RL_TAG_LEN 10
@@ -86,7 +85,7 @@ static const char rl_append_script[] =
     "    f[nf + 2] = seq\n"
     "    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(f))\n"
     "    if ARGV[i + 1] ~= '' then\n"
-    "      redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2])\n"
+    "      redis.call('HSET', KEYS[3], 'k:' .. ARGV[i + 1], ARGV[i + 2])\n"
     "    end\n"
     "    last = n\n"
     "    added = added + 1\n"
@@ -519,27 +518,26 @@ static void rl_word_num(struct rl_words *w, uint64_t v)
     rl_word(w, buf, (size_t)snprintf(buf, 24, "%" PRIu64, v));
 }
 
+/* The words of one entry (see rl_append_script); the source's name is
+ * `name`. */
 static void rl_words_entry(struct rl_words *w, const struct rl_item *it,
-                           char *poskey, size_t poskeylen)
+                           const char *name)
 {
     const struct message *m = it->msg;
-    size_t nfields_at;
-    size_t before;
+    unsigned nfields = 8 + (m->has_mqtt ? 4 : 0) +
+                       (m->stream_entry_id != NULL ? 2 : 0);
 
     rl_word_num(w, it->counter);
-    if (m->stream_entry_id != NULL && m->topic_len + 3 <= poskeylen) {
-        int n = snprintf(poskey, poskeylen, "k:%s", m->topic);
-        rl_word(w, poskey, (size_t)n);
+    if (m->stream_entry_id != NULL) {
+        rl_word(w, m->topic, m->topic_len);
         rl_word(w, m->stream_entry_id, strlen(m->stream_entry_id));
     } else {
         rl_word(w, "", 0);
         rl_word(w, "", 0);
     }
-    nfields_at = w->argc;
-    rl_word(w, "", 0); /* the count, filled below */
-    before = w->argc;
+    rl_word_num(w, nfields);
     rl_word(w, "s", 1);
-    rl_word(w, "", 0); /* the source name, filled by the caller */
+    rl_word(w, name, strlen(name));
     rl_word(w, "t", 1);
     rl_word(w, m->topic, m->topic_len);
     rl_word(w, "p", 1);
@@ -556,12 +554,6 @@ static void rl_words_entry(struct rl_words *w, const struct rl_item *it,
         rl_word(w, "e", 1);
         rl_word(w, m->stream_entry_id, strlen(m->stream_entry_id));
     }
-    {
-        char *buf = w->nums[w->nnums++];
-        w->argv[nfields_at] = buf;
-        w->lens[nfields_at] =
-            (size_t)snprintf(buf, 24, "%zu", w->argc - before);
-    }
 }
 
 static void rl_on_appended(redisAsyncContext *ac, void *reply, void *priv);
@@ -570,11 +562,12 @@ static void rl_on_appended(redisAsyncContext *ac, void *reply, void *priv);
  * this replica leads. */
 static void rl_flush(struct redis_log *log)
 {
-    enum { PER_ENTRY = 4 + 2 * 7 }; /* see rl_words_entry */
+    /* Words: EVAL, the script, 4, four keys, four arguments; per entry
+     * at most 4 + 7 field/value pairs, with at most 4 numbers. */
+    enum { FIXED_WORDS = 11, ENTRY_WORDS = 4 + 2 * 7, ENTRY_NUMS = 4 };
     const char **argv = NULL;
     size_t *lens = NULL;
     char (*nums)[24] = NULL;
-    char(*poskeys)[RL_KEY_MAX + 8] = NULL;
     struct rl_words w;
     struct rl_source *s;
     struct rl_item *it;
@@ -593,11 +586,10 @@ static void rl_flush(struct redis_log *log)
     for (it = log->queue; it != NULL && n < RL_BATCH && it->msg->source == src;
          it = it->next)
         n++;
-    argv = calloc(10 + n * PER_ENTRY, sizeof(*argv));
-    lens = calloc(10 + n * PER_ENTRY, sizeof(*lens));
-    nums = calloc(2 + n * 4, sizeof(*nums));
-    poskeys = calloc(n, sizeof(*poskeys));
-    if (argv == NULL || lens == NULL || nums == NULL || poskeys == NULL)
+    argv = calloc(FIXED_WORDS + n * ENTRY_WORDS, sizeof(*argv));
+    lens = calloc(FIXED_WORDS + n * ENTRY_WORDS, sizeof(*lens));
+    nums = calloc(n * ENTRY_NUMS, sizeof(*nums));
+    if (argv == NULL || lens == NULL || nums == NULL)
         goto out;
     w = (struct rl_words){argv, lens, 0, nums, 0};
     snprintf(maxlen, sizeof(maxlen), "%" PRIu64, log->max_events);
@@ -617,12 +609,8 @@ static void rl_flush(struct redis_log *log)
     rl_word(&w, minid, strlen(minid));
     rl_word(&w, count, strlen(count));
     it = log->queue;
-    for (size_t k = 0; k < n; k++, it = it->next) {
-        size_t name_at = w.argc + 5; /* counter pk pid nf "s" name */
-        rl_words_entry(&w, it, poskeys[k], sizeof(poskeys[k]));
-        argv[name_at] = s->name;
-        lens[name_at] = strlen(s->name);
-    }
+    for (size_t k = 0; k < n; k++, it = it->next)
+        rl_words_entry(&w, it, s->name);
     if (redisAsyncCommandArgv(redis_conn_context(log->cmd), rl_on_appended,
                               (void *)(uintptr_t)n, (int)w.argc, argv,
                               lens) != REDIS_OK) {
@@ -634,7 +622,6 @@ out:
     free(argv);
     free(lens);
     free(nums);
-    free(poskeys);
 }
 
 static void rl_on_flush(evutil_socket_t fd, short what, void *arg)
