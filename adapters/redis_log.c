@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -176,12 +177,23 @@ struct redis_log {
     size_t releasing;          /* lease releases not yet answered */
 };
 
-static int64_t rl_now_ms(void)
+/* Wall clock: for MINID (entry ids are wall-clock ms). */
+static int64_t rl_wall_ms(void)
 {
     struct timeval tv;
 
     gettimeofday(&tv, NULL);
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Monotonic: for the lease's timing (a wall clock step must not make a
+ * leader think its lease is still good). */
+static int64_t rl_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void rl_timer_start(struct event *ev, int64_t ms)
@@ -461,7 +473,7 @@ static void rl_lease_round(struct redis_log *log)
 {
     redisAsyncContext *ac = redis_conn_context(log->cmd);
     char ttl[24];
-    int64_t now = rl_now_ms();
+    int64_t now = rl_mono_ms();
 
     snprintf(ttl, sizeof(ttl), "%lld", (long long)log->ttl_ms);
     for (uint32_t i = 0; i < log->nsources; i++) {
@@ -595,7 +607,7 @@ static void rl_flush(struct redis_log *log)
     snprintf(maxlen, sizeof(maxlen), "%" PRIu64, log->max_events);
     if (log->max_age_ms > 0)
         snprintf(minid, sizeof(minid), "%lld-0",
-                 (long long)(rl_now_ms() - log->max_age_ms));
+                 (long long)(rl_wall_ms() - log->max_age_ms));
     snprintf(count, sizeof(count), "%zu", n);
     rl_word(&w, "EVAL", 4);
     rl_word(&w, rl_append_script, sizeof(rl_append_script) - 1);

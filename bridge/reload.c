@@ -23,7 +23,7 @@
 #include "bridge/bridge.h"
 #include "lib/log.h"
 #include "lib/route.h"
-#include "bridge/upstream.h"
+#include "bridge/replica.h"
 #include "bridge/server.h"
 #include "bridge/stream.h"
 
@@ -189,7 +189,7 @@ static void reload_resubscribe(struct bridge *b)
         struct subscriptions subs = {0};
 
         src->cfg = &b->cfg->sources[i];
-        if (upstream_subscriptions(b->cfg, b->routes, i, &subs) < 0) {
+        if (replica_subscriptions(b, (uint32_t)i, &subs) < 0) {
             log_error("reload: source %s: out of memory", src->cfg->name);
             continue;
         }

@@ -17,6 +17,7 @@
 #include "bridge/bridge.h"
 #include "bridge/feed.h"
 #include "bridge/stream.h"
+#include "bridge/upstream.h"
 #include "lib/history.h"
 #include "lib/history_key.h"
 #include "lib/lastvalue.h"
@@ -79,20 +80,50 @@ static void replica_on_live(void *ctx, bool live)
         b->log_loaded = true; /* the first time: the tail is loaded */
 }
 
-/* Starts or stops source i's adapter as its lease comes and goes. */
+/* Gives source i the subscriptions it has now (replica_subscriptions);
+ * the adapter applies them if it runs. */
+static void replica_resubscribe(struct bridge *b, uint32_t i)
+{
+    struct source *src = &b->sources[i];
+    struct subscriptions subs = {0};
+
+    if (replica_subscriptions(b, i, &subs) < 0) {
+        log_error("source %s: out of memory", src->cfg->name);
+        return;
+    }
+    src->ops->resubscribe(src, &subs);
+}
+
+/* Starts source i's adapter. */
+static void replica_start_source(struct bridge *b, uint32_t i)
+{
+    struct source *src = &b->sources[i];
+    char why[256] = "";
+
+    if (src->ops->start(src, why, sizeof(why)) < 0)
+        log_error("source %s: cannot start: %s", src->cfg->name, why);
+}
+
+/*
+ * Source i's lease came or went. Its adapter runs on the leader; on the
+ * other replicas it runs only for per-key routes (which read keys of
+ * their own and ingest nothing), with no subscriptions of its own.
+ */
 static void replica_on_leader(void *ctx, uint32_t i, bool leader)
 {
     struct bridge *b = ctx;
     struct source *src = &b->sources[i];
-    char why[256] = "";
+    bool running = src->impl != NULL;
 
-    if (!leader || b->draining) {
+    if (leader && b->draining)
+        return;
+    replica_resubscribe(b, i);
+    if (leader && !running) {
+        replica_start_source(b, i);
+    } else if (!leader && !src->subs.keyed) {
         src->ops->stop(src);
         source_set_state(src, SOURCE_DOWN, "another replica ingests");
-        return;
     }
-    if (src->ops->start(src, why, sizeof(why)) < 0)
-        log_error("source %s: cannot start: %s", src->cfg->name, why);
 }
 
 static void replica_on_state(void *ctx)
@@ -139,11 +170,29 @@ int replica_open(struct bridge *b, char *err, size_t errlen)
     return 0;
 }
 
+int replica_subscriptions(const struct bridge *b, uint32_t i,
+                          struct subscriptions *out)
+{
+    if (upstream_subscriptions(b->cfg, b->routes, i, out) < 0)
+        return -1;
+    if (b->log == NULL || redis_log_leads(b->log, i))
+        return 0;
+    config_strv_clear(&out->exact);
+    config_strv_clear(&out->patterns);
+    return 0;
+}
+
+/* Sources start as followers: only those with per-key routes run. */
 void replica_start(struct bridge *b)
 {
-    for (size_t i = 0; i < b->nsources; i++)
-        source_set_state(&b->sources[i], SOURCE_DOWN,
-                         "another replica ingests");
+    for (uint32_t i = 0; i < b->nsources; i++) {
+        replica_resubscribe(b, i);
+        if (b->sources[i].subs.keyed)
+            replica_start_source(b, i);
+        else
+            source_set_state(&b->sources[i], SOURCE_DOWN,
+                             "another replica ingests");
+    }
     redis_log_start(b->log);
 }
 

@@ -26,10 +26,20 @@ struct bridge;
 struct evbuffer;
 struct message;
 struct source;
+struct subscriptions;
 
 /* With history.redis: creates b->history (a shared log) and b->log
  * (not connected yet). 0, or -1 with err filled. */
 int replica_open(struct bridge *b, char *err, size_t errlen);
+
+/*
+ * The upstream subscriptions source i has on this replica: all its routes
+ * derive (upstream.h) when it leads the source (or the history is
+ * local), else only per-key reading (no ingest). 0, or -1 on ENOMEM;
+ * free with subscriptions_free.
+ */
+int replica_subscriptions(const struct bridge *b, uint32_t i,
+                          struct subscriptions *out);
 
 /* Starts connecting to the log (the sources start as leases come). */
 void replica_start(struct bridge *b);

@@ -29,6 +29,8 @@ function config(redisPort, key, extra = '') {
         'routes:',
         '  - path: /audit',
         '    topics: ["audit:audit"]',
+        '  - path: /job/{id}',
+        '    topics: ["audit:job:{id}"]',
         'history:',
         `  redis: redis://127.0.0.1:${redisPort}/0`,
         `  key: ${key}`,
@@ -118,6 +120,23 @@ describe('a redis-stream source on two replicas', () => {
         assert.deepEqual(rest.map(payloadN), Array.from({ length: 10 }, (_, k) => N - 9 + k));
         assert.ok(!resumed.frames.some((f) => f.event === 'reset'));
         resumed.close();
+    });
+
+    test('per-key routes work on every replica, the leader or not', async () => {
+        for (const s of [ctx.a, ctx.b]) {
+            const key = `job:${s.port}`;
+            await ctx.pub.xadd(key, ['t', 'one']);
+            const c = await openSse(s.port, `/job/${s.port}`);
+            assert.equal(c.status, 200);
+            const [ev] = await c.waitForEvents(1);
+            assert.match(ev.data, /"t":"one"/);
+            c.close();
+        }
+        /* The follower reads no configured stream: it appended nothing. */
+        const flags = await leaderOf([ctx.a, ctx.b]);
+        const follower = flags[0] ? ctx.b : ctx.a;
+        const m = (await httpRequest(follower.port, '/metrics')).body;
+        assert.match(m, /^sluice_history_append_dropped_total 0$/m);
     });
 
     test('SIGTERM hands the lease over without waiting for it to expire', async () => {
@@ -268,13 +287,13 @@ describe('history.redis in the config', () => {
         const both = writeConfig(config(6379, 'x', '  dir: /tmp'));
         const r = await runSluice(['--check', '-c', both]);
         assert.notEqual(r.code, 0);
-        assert.match(r.stderr, /:12:3: history\.dir and history\.redis exclude each other/);
+        assert.match(r.stderr, /:14:3: history\.dir and history\.redis exclude each other/);
 
         const bad = writeConfig(config(6379, 'x').replace('redis://127.0.0.1:6379/0',
             'redis+sentinel://:secret@h1,h2/'));
         const r2 = await runSluice(['--check', '-c', bad]);
         assert.notEqual(r2.code, 0);
-        assert.match(r2.stderr, /:10:10: history\.redis: redis\+sentinel URL: the path must be/);
+        assert.match(r2.stderr, /:12:10: history\.redis: redis\+sentinel URL: the path must be/);
         assert.doesNotMatch(r2.stderr, /secret/);
     });
 });
