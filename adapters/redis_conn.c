@@ -118,12 +118,10 @@ static void redis_conn_timer_start(struct event *ev, int64_t ms)
     evtimer_add(ev, &tv);
 }
 
-/*
- * A duration override from the environment (milliseconds, 1..3600000), or
- * `def` when unset or invalid. Used by the tests to shorten the handshake
- * timeout and the keepalive; operators may use it on slow links.
- */
-static int64_t redis_conn_env_ms(const char *name, int64_t def)
+/* Used by the tests to shorten the handshake timeout and the keepalive;
+ * operators may use it on slow links. */
+int64_t redis_conn_env_ms(const char *name, int64_t def, int64_t min,
+                          int64_t max)
 {
     const char *text = getenv(name);
     char *end;
@@ -132,9 +130,9 @@ static int64_t redis_conn_env_ms(const char *name, int64_t def)
     if (text == NULL || *text == '\0')
         return def;
     v = strtoll(text, &end, 10);
-    if (*end != '\0' || v < 1 || v > 3600000) {
-        log_warn("%s=%s is not a duration in ms (1..3600000); using %lld",
-                 name, text, (long long)def);
+    if (*end != '\0' || v < min || v > max) {
+        log_warn("%s=%s is not a duration in ms (%lld..%lld); using %lld",
+                 name, text, (long long)min, (long long)max, (long long)def);
         return def;
     }
     return v;
@@ -865,9 +863,11 @@ struct redis_conn *redis_conn_new(struct source *src,
         goto fail;
     }
     conn->handshake_ms = redis_conn_env_ms("SLUICE_REDIS_HANDSHAKE_MS",
-                                           REDIS_CONN_HANDSHAKE_MS);
+                                           REDIS_CONN_HANDSHAKE_MS, 1,
+                                           3600000);
     conn->keepalive_ms = redis_conn_env_ms("SLUICE_REDIS_KEEPALIVE_MS",
-                                           REDIS_CONN_KEEPALIVE_MS);
+                                           REDIS_CONN_KEEPALIVE_MS, 1,
+                                           3600000);
     conn->keepalive_reply_ms = conn->keepalive_ms * 2 / 3;
     if (conn->keepalive_reply_ms < 1)
         conn->keepalive_reply_ms = 1;

@@ -141,6 +141,11 @@ void redis_conn_keepalive_answered(struct redis_conn *conn);
  * commands). */
 int64_t redis_conn_keepalive_ms(const struct redis_conn *conn);
 
+/* A duration override in ms from the environment variable `name`, within
+ * [min, max], or `def` when unset or invalid (logged). */
+int64_t redis_conn_env_ms(const char *name, int64_t def, int64_t min,
+                          int64_t max);
+
 /* "host:port" of the server, for logs and status texts. */
 const char *redis_conn_where(const struct redis_conn *conn);
 

@@ -1169,22 +1169,6 @@ static void rl_conn_state_changed(void *ctx, struct source *src)
     rl_state_changed(ctx);
 }
 
-static int64_t rl_lease_ms(void)
-{
-    const char *text = getenv("SLUICE_INGEST_LEASE_MS");
-    char *end;
-    long long v;
-
-    if (text == NULL || *text == '\0')
-        return REDIS_LOG_LEASE_MS;
-    v = strtoll(text, &end, 10);
-    if (*end != '\0' || v < 300 || v > 600000) {
-        log_warn("SLUICE_INGEST_LEASE_MS=%s is not a duration in ms "
-                 "(300..600000); using %d", text, REDIS_LOG_LEASE_MS);
-        return REDIS_LOG_LEASE_MS;
-    }
-    return v;
-}
 
 static void rl_conn_source(struct redis_log *log, struct source *src,
                            struct source_config *cfg, const char *name,
@@ -1244,7 +1228,8 @@ struct redis_log *redis_log_new(struct event_base *base,
     log->max_bytes = cfg->history.max_bytes;
     log->max_age_ms = cfg->history.max_age_ms;
     log->queue_tail = &log->queue;
-    log->ttl_ms = rl_lease_ms();
+    log->ttl_ms = redis_conn_env_ms("SLUICE_INGEST_LEASE_MS",
+                                    REDIS_LOG_LEASE_MS, 300, 600000);
     snprintf(log->last_id, sizeof(log->last_id), "0-0");
     snprintf(log->log_key, sizeof(log->log_key), "%s:log", prefix);
     snprintf(log->meta_key, sizeof(log->meta_key), "%s:meta", prefix);
