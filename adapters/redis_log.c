@@ -38,6 +38,7 @@
 #define RL_XREAD_COUNT "512"
 #define RL_BLOCK_MS 2000
 #define RL_TAG_LEN 10
+#define RL_LOAD_PAGE 500        /* entries per XREVRANGE of the first load */
 
 /* Acquire or renew: {1, epoch} still ours, {2, epoch} just taken, {0, 0}
  * another replica's. KEYS: lease, epoch. ARGV: token, ttl. */
@@ -160,6 +161,12 @@ struct redis_log {
     uint64_t last_count;       /* its "c" (0: none seen yet) */
     uint64_t gaps;             /* times entries were trimmed unread */
     bool loaded;               /* the first load is done */
+    struct rl_loaded {
+        struct message *msg;
+        uint64_t count;
+    } *load;                   /* the first load so far, newest first */
+    size_t nload, load_cap;
+    uint64_t load_bytes;
     bool reading;              /* an XREAD is outstanding */
     bool live;
     struct event *deadline;    /* XREAD's reply deadline */
@@ -887,11 +894,9 @@ static void rl_check_count(struct redis_log *log, uint64_t count,
 }
 
 /* Delivers the entries of an XREAD / XRANGE array (oldest first). */
-static void rl_deliver(struct redis_log *log, const redisReply *entries,
-                       bool reverse)
+static void rl_deliver(struct redis_log *log, const redisReply *entries)
 {
-    for (size_t k = 0; k < entries->elements; k++) {
-        size_t i = reverse ? entries->elements - 1 - k : k;
+    for (size_t i = 0; i < entries->elements; i++) {
         const redisReply *e = entries->element[i];
         uint64_t pos, count;
         struct message *msg = rl_message(log, e, &pos, &count);
@@ -931,7 +936,7 @@ static void rl_on_xread(redisAsyncContext *ac, void *reply, void *priv)
         rep->element[0]->type == REDIS_REPLY_ARRAY &&
         rep->element[0]->elements == 2 &&
         rep->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
-        rl_deliver(log, rep->element[0]->element[1], false);
+        rl_deliver(log, rep->element[0]->element[1]);
     rl_read_next(log);
 }
 
@@ -964,8 +969,106 @@ static void rl_tail_up(struct redis_log *log)
         rl_lease_round(log); /* do not wait a third of a ttl */
 }
 
-/* XREVRANGE + - COUNT n: the first load (n = max_events), or the check
- * after a reconnect (n = 1) that the log still reaches our last id. */
+/* ---- the first load: the newest entries, in pages, newest first, up to
+ * max_events and max_bytes (what the cache can hold), then handed on
+ * oldest first. Older entries are read on demand (redis_log_range). */
+
+static void rl_load_clear(struct redis_log *log)
+{
+    for (size_t i = 0; i < log->nload; i++)
+        message_unref(log->load[i].msg);
+    free(log->load);
+    log->load = NULL;
+    log->nload = log->load_cap = 0;
+    log->load_bytes = 0;
+}
+
+/* Keeps one page's entries; false when the bounds are reached (or on
+ * ENOMEM, which ends the load early: the rest is read on demand). */
+static bool rl_load_page(struct redis_log *log, const redisReply *rep)
+{
+    for (size_t i = 0; i < rep->elements; i++) {
+        uint64_t pos, count;
+        struct message *msg = rl_message(log, rep->element[i], &pos, &count);
+
+        if (msg == NULL)
+            continue;
+        if (log->nload == log->load_cap) {
+            size_t cap = log->load_cap ? 2 * log->load_cap : RL_LOAD_PAGE;
+            void *grown = realloc(log->load, cap * sizeof(*log->load));
+            if (grown == NULL) {
+                message_unref(msg);
+                return false;
+            }
+            log->load = grown;
+            log->load_cap = cap;
+        }
+        log->load[log->nload].msg = msg;
+        log->load[log->nload].count = count;
+        log->nload++;
+        log->load_bytes += message_size(msg);
+        if (log->nload >= log->max_events ||
+            log->load_bytes >= log->max_bytes)
+            return false;
+    }
+    return rep->elements == RL_LOAD_PAGE;
+}
+
+/* Hands the loaded entries on, oldest first; the tail reads after them. */
+static void rl_load_finish(struct redis_log *log)
+{
+    for (size_t i = log->nload; i-- > 0;) {
+        struct message *msg = log->load[i].msg;
+        rl_check_count(log, log->load[i].count, msg->seq);
+        history_key_format_pos(msg->seq, log->last_id, sizeof(log->last_id));
+        log->load[i].msg = NULL;
+        log->sink.entry(log->sink.ctx, msg);
+    }
+    log->nload = 0;
+    rl_load_clear(log);
+}
+
+static void rl_on_load(redisAsyncContext *ac, void *reply, void *priv);
+
+/* Asks for the next page: entries before `before` (NULL: the newest). */
+static void rl_load_next(struct redis_log *log, const char *before)
+{
+    char end[HISTORY_KEY_ID_MAX + 1];
+
+    snprintf(end, sizeof(end), "%s%s", before ? "(" : "", before ? before
+                                                                 : "+");
+    if (redisAsyncCommand(redis_conn_context(log->tail), rl_on_load, NULL,
+                          "XREVRANGE %s %s - COUNT %d", log->log_key, end,
+                          RL_LOAD_PAGE) != REDIS_OK)
+        redis_conn_fail(log->tail, "cannot queue XREVRANGE");
+}
+
+static void rl_tail_up(struct redis_log *log);
+
+static void rl_on_load(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis_log *log = redis_conn_owner(ac);
+    const redisReply *rep = reply;
+    char before[HISTORY_KEY_ID_MAX];
+
+    if (log == NULL || rep == NULL)
+        return;
+    if (rep->type != REDIS_REPLY_ARRAY) {
+        redis_conn_fail(log->tail, "XREVRANGE of the log failed");
+        return;
+    }
+    if (rl_load_page(log, rep) && log->nload > 0) {
+        history_key_format_pos(log->load[log->nload - 1].msg->seq, before,
+                               sizeof(before));
+        rl_load_next(log, before);
+        return;
+    }
+    rl_load_finish(log);
+    rl_tail_up(log);
+}
+
+/* XREVRANGE + - COUNT 1 after a reconnect: does the log still reach our
+ * last id? */
 static void rl_on_revrange(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_log *log = redis_conn_owner(ac);
@@ -984,11 +1087,8 @@ static void rl_on_revrange(redisAsyncContext *ac, void *reply, void *priv)
         if (m != NULL)
             message_unref(m);
     }
-    if (!log->loaded) {
-        rl_deliver(log, rep, true);
-    } else if (history_key_parse_id(log->last_id, strlen(log->last_id),
-                                    &last) &&
-               newest < last) {
+    if (history_key_parse_id(log->last_id, strlen(log->last_id), &last) &&
+        newest < last) {
         log_warn("history: the log in Redis ends before the last entry "
                  "read (%s): a failover lost its tail; ids after it are "
                  "unknown", log->last_id);
@@ -1003,7 +1103,6 @@ static void rl_on_tag(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_log *log = redis_conn_owner(ac);
     const redisReply *rep = reply;
-    uint64_t count;
     bool changed;
 
     if (log == NULL || rep == NULL)
@@ -1028,11 +1127,14 @@ static void rl_on_tag(redisAsyncContext *ac, void *reply, void *priv)
         rl_tail_up(log);
         return;
     }
-    /* The first load fills the cache; later, one entry is enough. */
-    count = log->loaded ? 1 : log->max_events;
+    if (!log->loaded) {
+        rl_load_clear(log); /* a load cut short by a reconnect */
+        rl_load_next(log, NULL);
+        return;
+    }
     if (redisAsyncCommand(ac, rl_on_revrange, NULL,
-                          "XREVRANGE %s + - COUNT %llu", log->log_key,
-                          (unsigned long long)count) != REDIS_OK)
+                          "XREVRANGE %s + - COUNT 1", log->log_key) !=
+        REDIS_OK)
         redis_conn_fail(log->tail, "cannot queue XREVRANGE");
 }
 
@@ -1312,6 +1414,7 @@ void redis_log_free(struct redis_log *log)
     if (log->flush_ev)
         event_free(log->flush_ev);
     rl_queue_pop(log, SIZE_MAX);
+    rl_load_clear(log);
     for (size_t i = 0; log->sources != NULL && i < log->nsources; i++) {
         rl_positions_free(&log->sources[i]);
         free(log->sources[i].name);
