@@ -46,13 +46,25 @@
 #define REDIS_CONN_TLS_WHY \
     "rediss:// (TLS) needs hiredis >= 1.0; Debian 12 ships 0.14"
 
+#define REDIS_CONN_SENTINEL_PORT 26379
+#define REDIS_CONN_SENTINEL_SCHEME "redis+sentinel"
+
 enum redis_conn_phase {
-    REDIS_CONN_PHASE_IDLE,   /* no connection; a reconnect may be armed */
-    REDIS_CONN_PHASE_TCP,    /* TCP connect in progress */
-    REDIS_CONN_PHASE_AUTH,   /* AUTH sent */
-    REDIS_CONN_PHASE_SELECT, /* SELECT sent */
-    REDIS_CONN_PHASE_READY,  /* the owner's handshake */
+    REDIS_CONN_PHASE_IDLE,     /* no connection; a reconnect may be armed */
+    REDIS_CONN_PHASE_SENTINEL, /* asking a sentinel for the master */
+    REDIS_CONN_PHASE_TCP,      /* TCP connect in progress */
+    REDIS_CONN_PHASE_AUTH,     /* AUTH sent */
+    REDIS_CONN_PHASE_SELECT,   /* SELECT sent */
+    REDIS_CONN_PHASE_ROLE,     /* ROLE sent (Sentinel: still the master?) */
+    REDIS_CONN_PHASE_READY,    /* the owner's handshake */
     REDIS_CONN_PHASE_UP,
+};
+
+/* A sentinel's address. */
+struct redis_conn_addr {
+    char *host;
+    int port;
+    bool ipv6;
 };
 
 struct redis_conn {
@@ -61,8 +73,14 @@ struct redis_conn {
     void *owner;
 
     /* From the URL. */
-    char *host;          /* without IPv6 brackets */
+    char *host;          /* without IPv6 brackets; with Sentinel, the
+                            master's as the last sentinel asked said */
     int port;
+    char *master_name;   /* redis+sentinel://: the master's name; else NULL */
+    struct redis_conn_addr *sentinels; /* owned; nsentinels */
+    size_t nsentinels;
+    size_t next_sentinel;              /* asked at the next attempt */
+    redisAsyncContext *sentinel_ac;    /* while asking; like ac */
     int db;
     char *user;          /* NULL: the default user */
     char *password;      /* NULL: no AUTH. Secret: never logged */
@@ -100,12 +118,10 @@ static void redis_conn_timer_start(struct event *ev, int64_t ms)
     evtimer_add(ev, &tv);
 }
 
-/*
- * A duration override from the environment (milliseconds, 1..3600000), or
- * `def` when unset or invalid. Used by the tests to shorten the handshake
- * timeout and the keepalive; operators may use it on slow links.
- */
-static int64_t redis_conn_env_ms(const char *name, int64_t def)
+/* Used by the tests to shorten the handshake timeout and the keepalive;
+ * operators may use it on slow links. */
+int64_t redis_conn_env_ms(const char *name, int64_t def, int64_t min,
+                          int64_t max)
 {
     const char *text = getenv(name);
     char *end;
@@ -114,9 +130,9 @@ static int64_t redis_conn_env_ms(const char *name, int64_t def)
     if (text == NULL || *text == '\0')
         return def;
     v = strtoll(text, &end, 10);
-    if (*end != '\0' || v < 1 || v > 3600000) {
-        log_warn("%s=%s is not a duration in ms (1..3600000); using %lld",
-                 name, text, (long long)def);
+    if (*end != '\0' || v < min || v > max) {
+        log_warn("%s=%s is not a duration in ms (%lld..%lld); using %lld",
+                 name, text, (long long)min, (long long)max, (long long)def);
         return def;
     }
     return v;
@@ -145,6 +161,130 @@ bad:
     return -1;
 }
 
+/* Moves the URL's userinfo into conn, as redis-cli reads it:
+ * "user:password", ":password", or a bare "password" (no colon). */
+static void redis_conn_take_userinfo(struct redis_conn *conn, struct url *url)
+{
+    if (url->password != NULL) {
+        conn->password = url->password;
+        url->password = NULL;
+        if (url->user != NULL && url->user[0] != '\0') {
+            conn->user = url->user;
+            url->user = NULL;
+        }
+    } else if (url->user != NULL) {
+        conn->password = url->user;
+        url->user = NULL;
+    }
+}
+
+/* One sentinel address of a redis+sentinel URL ("host[:port]"; the first
+ * may carry the userinfo, which is the master's). 0, or -1 with why. */
+static int redis_conn_sentinel_add(struct redis_conn *conn, const char *item,
+                                   bool first, char *why, size_t whylen)
+{
+    struct redis_conn_addr *a = &conn->sentinels[conn->nsentinels];
+    struct url url;
+    char one[512];
+    int rc = -1;
+
+    if (!first && strchr(item, '@') != NULL) {
+        snprintf(why, whylen, "redis+sentinel URL: only the first address "
+                              "may carry a password");
+        return -1;
+    }
+    snprintf(one, sizeof(one), "redis://%s", item);
+    if (url_parse(one, &url, why, whylen) < 0)
+        goto out;
+    if (url.path[0] != '\0') {
+        snprintf(why, whylen, "redis+sentinel URL: a bad sentinel address");
+        goto out;
+    }
+    redis_conn_take_userinfo(conn, &url);
+    a->port = url.port != -1 ? url.port : REDIS_CONN_SENTINEL_PORT;
+    a->ipv6 = url.ipv6;
+    a->host = url.host;
+    url.host = NULL;
+    conn->nsentinels++;
+    rc = 0;
+out:
+    explicit_bzero(one, sizeof(one));
+    url_clear(&url);
+    return rc;
+}
+
+/* The path of a sentinel URL: "/master" or "/master/db". */
+static int redis_conn_sentinel_path(struct redis_conn *conn,
+                                    const char *path, char *why,
+                                    size_t whylen)
+{
+    const char *name = path + 1, *db = strchr(name, '/');
+    size_t len = db != NULL ? (size_t)(db - name) : strlen(name);
+
+    if (len == 0 || len > 128 || strspn(name, "/") > 0) {
+        snprintf(why, whylen, "redis+sentinel URL: the path must be "
+                              "/MASTER or /MASTER/DB");
+        return -1;
+    }
+    if ((conn->master_name = strndup(name, len)) == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    return redis_conn_url_db(conn, db, why, whylen);
+}
+
+/*
+ * Parses redis+sentinel://[userinfo@]host[:port][,host[:port]...]/master[/db]:
+ * each sentinel with the strict URL parser, as a redis:// URL of its own
+ * (a ',' in a password must be percent-encoded). The master's address
+ * comes from a sentinel at each connect. 0, or -1 with why.
+ */
+static int redis_conn_sentinel_url_parse(struct redis_conn *conn,
+                                         const char *text, char *why,
+                                         size_t whylen)
+{
+    const char *rest = text + strlen(REDIS_CONN_SENTINEL_SCHEME "://");
+    const char *slash = strchr(rest, '/');
+    char *hosts = NULL, *item, *save = NULL;
+    size_t n = 1;
+    int rc = -1;
+
+    if (slash == NULL) {
+        snprintf(why, whylen, "redis+sentinel URL: the path must be "
+                              "/MASTER or /MASTER/DB");
+        return -1;
+    }
+    for (const char *p = rest; p < slash; p++)
+        n += *p == ',';
+    conn->sentinels = calloc(n, sizeof(*conn->sentinels));
+    hosts = strndup(rest, (size_t)(slash - rest));
+    if (conn->sentinels == NULL || hosts == NULL) {
+        snprintf(why, whylen, "out of memory");
+        goto out;
+    }
+    for (item = strtok_r(hosts, ",", &save); item != NULL;
+         item = strtok_r(NULL, ",", &save))
+        if (redis_conn_sentinel_add(conn, item, conn->nsentinels == 0, why,
+                                    whylen) < 0)
+            goto out;
+    if (conn->nsentinels != n) {
+        snprintf(why, whylen, "redis+sentinel URL: an empty sentinel "
+                              "address");
+        goto out;
+    }
+    if (redis_conn_sentinel_path(conn, slash, why, whylen) < 0)
+        goto out;
+    snprintf(conn->where, sizeof(conn->where), "master %s (via sentinel)",
+             conn->master_name);
+    rc = 0;
+out:
+    if (hosts != NULL) {
+        explicit_bzero(hosts, strlen(hosts));
+        free(hosts);
+    }
+    return rc;
+}
+
 /*
  * Parses redis://[[user]:password@]host[:port][/db] into conn with the one
  * broker URL parser (lib/url.h). Userinfo as redis-cli reads it:
@@ -157,6 +297,10 @@ static int redis_conn_url_parse(struct redis_conn *conn, const char *text,
     struct url url;
     int rc = -1;
 
+    memset(&url, 0, sizeof(url));
+    if (strncmp(text, REDIS_CONN_SENTINEL_SCHEME "://",
+                strlen(REDIS_CONN_SENTINEL_SCHEME "://")) == 0)
+        return redis_conn_sentinel_url_parse(conn, text, why, whylen);
     if (url_parse(text, &url, why, whylen) < 0)
         goto out;
     if (strcmp(url.scheme, "rediss") == 0) {
@@ -176,21 +320,25 @@ static int redis_conn_url_parse(struct redis_conn *conn, const char *text,
     /* Moved, not copied: url_clear frees (and wipes) what is left. */
     conn->host = url.host;
     url.host = NULL;
-    if (url.password != NULL) {
-        conn->password = url.password;
-        url.password = NULL;
-        if (url.user != NULL && url.user[0] != '\0') {
-            conn->user = url.user;
-            url.user = NULL;
-        }
-    } else if (url.user != NULL) {
-        conn->password = url.user;
-        url.user = NULL;
-    }
+    redis_conn_take_userinfo(conn, &url);
     rc = 0;
 out:
     url_clear(&url);
     return rc;
+}
+
+/* Frees what the URL put into conn, wiping the password. */
+static void redis_conn_url_clear(struct redis_conn *conn)
+{
+    if (conn->password != NULL)
+        explicit_bzero(conn->password, strlen(conn->password));
+    free(conn->password);
+    free(conn->user);
+    free(conn->host);
+    free(conn->master_name);
+    for (size_t i = 0; i < conn->nsentinels; i++)
+        free(conn->sentinels[i].host);
+    free(conn->sentinels);
 }
 
 int redis_conn_check_url(const char *url, char *why, size_t whylen)
@@ -200,11 +348,7 @@ int redis_conn_check_url(const char *url, char *why, size_t whylen)
 
     memset(&conn, 0, sizeof(conn));
     rc = redis_conn_url_parse(&conn, url, why, whylen);
-    if (conn.password != NULL)
-        explicit_bzero(conn.password, strlen(conn.password));
-    free(conn.password);
-    free(conn.user);
-    free(conn.host);
+    redis_conn_url_clear(&conn);
     return rc;
 }
 
@@ -231,7 +375,13 @@ static void redis_conn_reset(struct redis_conn *conn)
 static void redis_conn_close(struct redis_conn *conn)
 {
     redisAsyncContext *ac = conn->ac;
+    redisAsyncContext *sac = conn->sentinel_ac;
 
+    conn->sentinel_ac = NULL;
+    if (sac != NULL) {
+        sac->data = NULL;
+        redisAsyncFree(sac);
+    }
     if (ac == NULL)
         return;
     conn->ac = NULL;
@@ -308,6 +458,11 @@ static void redis_conn_handshake_continue(struct redis_conn *conn)
         snprintf(db, sizeof(db), "%d", conn->db);
         argv[argc++] = "SELECT";
         argv[argc++] = db;
+    } else if (conn->phase < REDIS_CONN_PHASE_ROLE &&
+               conn->master_name != NULL) {
+        /* What a sentinel named may have been demoted since. */
+        conn->phase = REDIS_CONN_PHASE_ROLE;
+        argv[argc++] = "ROLE";
     } else {
         redis_conn_timer_start(conn->ready_timer, 0);
         return;
@@ -341,12 +496,23 @@ static void redis_conn_on_handshake_reply(redisAsyncContext *ac, void *reply,
 
     if (conn == NULL || rep == NULL)
         return;
+    if (conn->phase == REDIS_CONN_PHASE_ROLE &&
+        (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+         rep->element[0]->type != REDIS_REPLY_STRING ||
+         strcmp(rep->element[0]->str, "master") != 0)) {
+        snprintf(status, sizeof(status), "%s is not the master of %s (yet)",
+                 conn->where, conn->master_name);
+        redis_conn_fail(conn, status);
+        return;
+    }
     if (rep->type != REDIS_REPLY_ERROR) {
         redis_conn_handshake_continue(conn);
         return;
     }
     text = redis_conn_error_text(conn, rep->str);
-    if (conn->phase == REDIS_CONN_PHASE_SELECT)
+    if (conn->phase == REDIS_CONN_PHASE_ROLE)
+        snprintf(status, sizeof(status), "ROLE failed: %s", text);
+    else if (conn->phase == REDIS_CONN_PHASE_SELECT)
         snprintf(status, sizeof(status), "SELECT %d failed: %s", conn->db,
                  text);
     else
@@ -390,9 +556,9 @@ static void redis_conn_on_disconnect(const redisAsyncContext *ac, int status)
     redis_conn_retry(conn, text);
 }
 
-/* Starts one connection attempt; a synchronous failure goes straight to
- * redis_conn_retry. */
-static void redis_conn_connect(struct redis_conn *conn)
+/* Starts connecting to the server (the master, with Sentinel); a
+ * synchronous failure goes straight to redis_conn_retry. */
+static void redis_conn_connect_server(struct redis_conn *conn)
 {
     redisAsyncContext *ac = redisAsyncConnect(conn->host, conn->port);
     char text[REDIS_CONN_TEXT_MAX];
@@ -410,8 +576,158 @@ static void redis_conn_connect(struct redis_conn *conn)
     redisAsyncSetConnectCallback(ac, redis_conn_on_connect);
     redisAsyncSetDisconnectCallback(ac, redis_conn_on_disconnect);
     conn->ac = ac;
+    if (conn->phase != REDIS_CONN_PHASE_SENTINEL)
+        redis_conn_timer_start(conn->handshake_timer, conn->handshake_ms);
     conn->phase = REDIS_CONN_PHASE_TCP;
+}
+
+/* ---- Sentinel ------------------------------------------------------------- */
+
+/* The sentinel asked this time; the next attempt asks the next one. */
+static const struct redis_conn_addr *redis_conn_sentinel(struct redis_conn *conn)
+{
+    return &conn->sentinels[conn->next_sentinel % conn->nsentinels];
+}
+
+/* The sentinel failed us: drop its context, try the next one later. */
+static void redis_conn_sentinel_fail(struct redis_conn *conn,
+                                     const char *what)
+{
+    const struct redis_conn_addr *a = redis_conn_sentinel(conn);
+    char text[REDIS_CONN_TEXT_MAX];
+
+    snprintf(text, sizeof(text), a->ipv6 ? "sentinel [%s]:%d: %s"
+                                         : "sentinel %s:%d: %s",
+             a->host, a->port, what);
+    conn->next_sentinel++;
+    redis_conn_fail(conn, text);
+}
+
+/* +switch-master on the sentinel: "name old-ip old-port new-ip new-port".
+ * A failover of our master drops the connection; the reconnect asks a
+ * sentinel again. (The subscribe confirmation comes here too.) */
+static void redis_conn_on_switch(redisAsyncContext *ac, void *reply,
+                                 void *priv)
+{
+    struct redis_conn *conn = ac->data;
+    redisReply *rep = reply;
+    const redisReply *text;
+    size_t len;
+    char status[REDIS_CONN_TEXT_MAX];
+
+    if (conn == NULL || rep == NULL || rep->type != REDIS_REPLY_ARRAY ||
+        rep->elements != 3 || rep->element[2]->type != REDIS_REPLY_STRING)
+        return;
+    text = rep->element[2];
+    len = strlen(conn->master_name);
+    if (text->len <= len || memcmp(text->str, conn->master_name, len) != 0 ||
+        text->str[len] != ' ')
+        return;
+    snprintf(status, sizeof(status), "sentinel: master %s failed over",
+             conn->master_name);
+    redis_conn_fail(conn, status);
+}
+
+/* SENTINEL get-master-addr-by-name: [host, port], or nil for a name the
+ * sentinel does not know. */
+static void redis_conn_on_master_addr(redisAsyncContext *ac, void *reply,
+                                      void *priv)
+{
+    struct redis_conn *conn = ac->data;
+    redisReply *rep = reply;
+    char *host;
+    long port;
+
+    if (conn == NULL || rep == NULL)
+        return;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_STRING ||
+        rep->element[1]->type != REDIS_REPLY_STRING) {
+        redis_conn_sentinel_fail(conn, "does not know the master");
+        return;
+    }
+    port = strtol(rep->element[1]->str, NULL, 10);
+    if (port < 1 || port > 65535 ||
+        (host = strdup(rep->element[0]->str)) == NULL) {
+        redis_conn_sentinel_fail(conn, "gave no usable address");
+        return;
+    }
+    /* The sentinel connection stays, to hear of the next failover. */
+    if (redisAsyncCommand(ac, redis_conn_on_switch, NULL,
+                          "SUBSCRIBE +switch-master") != REDIS_OK) {
+        free(host);
+        redis_conn_sentinel_fail(conn, "cannot subscribe to +switch-master");
+        return;
+    }
+    free(conn->host);
+    conn->host = host;
+    conn->port = (int)port;
+    snprintf(conn->where, sizeof(conn->where),
+             strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, conn->port);
+    redis_conn_connect_server(conn);
+}
+
+static void redis_conn_on_sentinel_connect(const redisAsyncContext *ac,
+                                           int status)
+{
+    struct redis_conn *conn = ac->data;
+
+    if (conn == NULL)
+        return;
+    if (status != REDIS_OK) {
+        conn->sentinel_ac = NULL; /* hiredis frees it when we return */
+        conn->next_sentinel++;
+        redis_conn_retry(conn, "cannot reach a sentinel");
+    }
+}
+
+/* The sentinel went away, before answering or while watching for a
+ * failover: start over (with the next one), the server connection too. */
+static void redis_conn_on_sentinel_disconnect(const redisAsyncContext *ac,
+                                              int status)
+{
+    struct redis_conn *conn = ac->data;
+
+    if (conn == NULL)
+        return;
+    conn->sentinel_ac = NULL; /* hiredis frees it when we return */
+    conn->next_sentinel++;
+    redis_conn_fail(conn, "lost the connection to a sentinel");
+}
+
+/* Asks a sentinel where the master is; its answer connects there. */
+static void redis_conn_ask_sentinel(struct redis_conn *conn)
+{
+    const struct redis_conn_addr *a = redis_conn_sentinel(conn);
+    redisAsyncContext *ac = redisAsyncConnect(a->host, a->port);
+
+    conn->phase = REDIS_CONN_PHASE_SENTINEL;
     redis_conn_timer_start(conn->handshake_timer, conn->handshake_ms);
+    if (ac == NULL || ac->err ||
+        redisLibeventAttach(ac, conn->src->base) != REDIS_OK) {
+        if (ac)
+            redisAsyncFree(ac);
+        conn->next_sentinel++;
+        redis_conn_retry(conn, "cannot connect to a sentinel");
+        return;
+    }
+    ac->data = conn;
+    redisAsyncSetConnectCallback(ac, redis_conn_on_sentinel_connect);
+    redisAsyncSetDisconnectCallback(ac, redis_conn_on_sentinel_disconnect);
+    conn->sentinel_ac = ac;
+    if (redisAsyncCommand(ac, redis_conn_on_master_addr, NULL,
+                          "SENTINEL get-master-addr-by-name %s",
+                          conn->master_name) != REDIS_OK)
+        log_error("source %s: cannot queue SENTINEL", redis_conn_name(conn));
+}
+
+/* Starts one connection attempt. */
+static void redis_conn_connect(struct redis_conn *conn)
+{
+    if (conn->master_name != NULL)
+        redis_conn_ask_sentinel(conn);
+    else
+        redis_conn_connect_server(conn);
 }
 
 /* ---- timers ------------------------------------------------------------ */
@@ -428,6 +744,8 @@ static void redis_conn_on_handshake_timer(evutil_socket_t fd, short what,
     struct redis_conn *conn = arg;
     char text[REDIS_CONN_TEXT_MAX];
 
+    if (conn->phase == REDIS_CONN_PHASE_SENTINEL)
+        conn->next_sentinel++; /* a silent sentinel: ask another */
     snprintf(text, sizeof(text), "no answer from %s within %lld ms "
              "(handshake timeout)", conn->where,
              (long long)conn->handshake_ms);
@@ -545,9 +863,11 @@ struct redis_conn *redis_conn_new(struct source *src,
         goto fail;
     }
     conn->handshake_ms = redis_conn_env_ms("SLUICE_REDIS_HANDSHAKE_MS",
-                                           REDIS_CONN_HANDSHAKE_MS);
+                                           REDIS_CONN_HANDSHAKE_MS, 1,
+                                           3600000);
     conn->keepalive_ms = redis_conn_env_ms("SLUICE_REDIS_KEEPALIVE_MS",
-                                           REDIS_CONN_KEEPALIVE_MS);
+                                           REDIS_CONN_KEEPALIVE_MS, 1,
+                                           3600000);
     conn->keepalive_reply_ms = conn->keepalive_ms * 2 / 3;
     if (conn->keepalive_reply_ms < 1)
         conn->keepalive_reply_ms = 1;
@@ -578,11 +898,7 @@ void redis_conn_free(struct redis_conn *conn)
     for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
         if (timers[i])
             event_free(timers[i]);
-    if (conn->password)
-        explicit_bzero(conn->password, strlen(conn->password));
-    free(conn->password);
-    free(conn->user);
-    free(conn->host);
+    redis_conn_url_clear(conn);
     free(conn);
 }
 

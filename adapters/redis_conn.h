@@ -2,11 +2,19 @@
  * redis_conn.h - one Redis connection on the bridge's loop: URL, connect,
  * AUTH, SELECT, liveness, reconnect.
  *
- * Shared by the two Redis adapters: redis.c (pub/sub) and redis_stream.c
- * (Streams). A connection goes through
+ * Shared by the Redis adapters: redis.c (pub/sub), redis_stream.c
+ * (Streams) and redis_log.c (the replicas' shared log). A connection goes
+ * through
  *
  *   IDLE --connect--> TCP --AUTH?--> AUTH --SELECT?--> SELECT
  *        --ready()--> READY (the owner's own handshake) --mark_up--> UP
+ *
+ * With a redis+sentinel://h1:26379,h2:26379/master[/db] URL every attempt
+ * first asks a sentinel (in turn) where the master is (SENTINEL
+ * get-master-addr-by-name), connects there, and checks with ROLE after
+ * SELECT that it is still the master; so a failover (the old master
+ * demoted: READONLY errors, UNBLOCKED reads, or a dropped connection)
+ * ends in a reconnect that finds the new one.
  *
  * and back to IDLE on any failure, with lost() and a reconnect after
  * source_backoff_ms(attempt) (attempt resets once UP). The owner (the
@@ -68,7 +76,8 @@ struct redis_conn_ops {
 };
 
 /*
- * Parses src->cfg->url (redis://[[user]:password@]host[:port][/db]) and
+ * Parses src->cfg->url (redis://[[user]:password@]host[:port][/db], or
+ * redis+sentinel://[[user]:password@]host[:port][,...]/master[/db]) and
  * prepares the timers; connects nothing yet. The timeouts can be
  * shortened through the environment: SLUICE_REDIS_HANDSHAKE_MS (TCP
  * connect to UP, default 5000) and SLUICE_REDIS_KEEPALIVE_MS (interval,
@@ -131,6 +140,11 @@ void redis_conn_keepalive_answered(struct redis_conn *conn);
 /* The keepalive interval in ms (for owners that time their own
  * commands). */
 int64_t redis_conn_keepalive_ms(const struct redis_conn *conn);
+
+/* A duration override in ms from the environment variable `name`, within
+ * [min, max], or `def` when unset or invalid (logged). */
+int64_t redis_conn_env_ms(const char *name, int64_t def, int64_t min,
+                          int64_t max);
 
 /* "host:port" of the server, for logs and status texts. */
 const char *redis_conn_where(const struct redis_conn *conn);

@@ -2,8 +2,8 @@
  * redis_log.c - the shared log in Redis; see redis_log.h for the keys,
  * the leases and the guarantees.
  *
- * Two redis_conn connections, each with a struct source of its own (named
- * "history") for its state and logs:
+ * Two redis_conn connections, each with a struct source of its own
+ * ("history-read", "history-write") for its state and logs:
  * - the tail: HSETNX/HGET the tag, then XREVRANGE (load or check), then
  *   XREAD BLOCK from the last id read, one read outstanding at a time;
  * - the commands: the lease round (every ttl/3, one Lua call per source),
@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -34,10 +35,10 @@
 
 #define RL_KEY_MAX 160
 #define RL_BATCH 256            /* entries per append call */
-#define RL_FIELDS_MAX 14        /* s t p ts q r e: name/value pairs */
 #define RL_XREAD_COUNT "512"
 #define RL_BLOCK_MS 2000
 #define RL_TAG_LEN 10
+#define RL_LOAD_PAGE 500        /* entries per XREVRANGE of the first load */
 
 /* Acquire or renew: {1, epoch} still ours, {2, epoch} just taken, {0, 0}
  * another replica's. KEYS: lease, epoch. ARGV: token, ttl. */
@@ -59,16 +60,20 @@ static const char rl_release_script[] =
     "return 0\n";
 
 /*
- * The fenced append. KEYS: lease, log, pos. ARGV: token, maxlen, minid
- * ("" for none), n, then per entry: counter, position key ("" for none),
- * position id, number of field/value words, the words. Entries whose
- * counter is not above the stored ".n" were appended before (a resend).
+ * The fenced append. KEYS: lease, log, pos, meta. ARGV: token, maxlen,
+ * minid ("" for none), n, then per entry: counter, position key ("" for
+ * none), position id, number of field/value words, the words. Entries
+ * whose counter is not above the stored ".n" were appended before (a
+ * resend). Every entry gets "c", the log's own count of entries (meta
+ * "seq"), so that a reader sees a gap: entries trimmed before it read
+ * them.
  */
 static const char rl_append_script[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then\n"
     "  return redis.error_reply('FENCED the lease is held elsewhere')\n"
     "end\n"
     "local last = tonumber(redis.call('HGET', KEYS[3], '.n') or '0')\n"
+    "local seq = tonumber(redis.call('HGET', KEYS[4], 'seq') or '0')\n"
     "local i = 5\n"
     "local added = 0\n"
     "for e = 1, tonumber(ARGV[4]) do\n"
@@ -77,9 +82,12 @@ static const char rl_append_script[] =
     "  if n > last then\n"
     "    local f = {}\n"
     "    for j = 1, nf do f[j] = ARGV[i + 3 + j] end\n"
+    "    seq = seq + 1\n"
+    "    f[nf + 1] = 'c'\n"
+    "    f[nf + 2] = seq\n"
     "    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(f))\n"
     "    if ARGV[i + 1] ~= '' then\n"
-    "      redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2])\n"
+    "      redis.call('HSET', KEYS[3], 'k:' .. ARGV[i + 1], ARGV[i + 2])\n"
     "    end\n"
     "    last = n\n"
     "    added = added + 1\n"
@@ -87,6 +95,7 @@ static const char rl_append_script[] =
     "  i = i + 4 + nf\n"
     "end\n"
     "redis.call('HSET', KEYS[3], '.n', last)\n"
+    "redis.call('HSET', KEYS[4], 'seq', seq)\n"
     "if ARGV[3] ~= '' then\n"
     "  redis.call('XTRIM', KEYS[2], 'MINID', '~', ARGV[3])\n"
     "end\n"
@@ -107,7 +116,7 @@ struct rl_pos {
 };
 
 struct rl_source {
-    const char *name;          /* the config's */
+    char *name;                /* owned copy */
     enum source_type type;
     char lease_key[RL_KEY_MAX];
     char epoch_key[RL_KEY_MAX];
@@ -118,6 +127,7 @@ struct rl_source {
     int64_t asked_ms;          /* when the pending lease call was sent */
     bool asking;               /* a lease call is outstanding */
     bool loading;              /* HGETALL of the positions outstanding */
+    bool elsewhere;            /* the last lease call: another's */
     uint64_t counter;          /* the last append counter given out */
     struct rl_pos *positions;  /* owned */
 };
@@ -131,11 +141,12 @@ struct rl_item {
 
 struct redis_log {
     struct event_base *base;
-    const struct config *cfg;
     struct redis_log_sink sink;
+    uint64_t max_events, max_bytes; /* history.*, copied */
+    int64_t max_age_ms;
 
     /* Synthetic sources for the two connections (state, logs). */
-    struct source_config conn_cfg;
+    struct source_config tail_cfg, cmd_cfg; /* url owned by tail_cfg */
     struct source tail_src, cmd_src;
     struct redis_conn *tail, *cmd;
 
@@ -147,7 +158,15 @@ struct redis_log {
     /* The tail. */
     char tag[HISTORY_KEY_TAG_MAX + 1]; /* "" until loaded */
     char last_id[HISTORY_KEY_ID_MAX];  /* last entry read */
+    uint64_t last_count;       /* its "c" (0: none seen yet) */
+    uint64_t gaps;             /* times entries were trimmed unread */
     bool loaded;               /* the first load is done */
+    struct rl_loaded {
+        struct message *msg;
+        uint64_t count;
+    } *load;                   /* the first load so far, newest first */
+    size_t nload, load_cap;
+    uint64_t load_bytes;
     bool reading;              /* an XREAD is outstanding */
     bool live;
     struct event *deadline;    /* XREAD's reply deadline */
@@ -162,14 +181,26 @@ struct redis_log {
     size_t inflight;           /* items at the queue's head being sent */
 
     uint64_t dropped, appended;
+    size_t releasing;          /* lease releases not yet answered */
 };
 
-static int64_t rl_now_ms(void)
+/* Wall clock: for MINID (entry ids are wall-clock ms). */
+static int64_t rl_wall_ms(void)
 {
     struct timeval tv;
 
     gettimeofday(&tv, NULL);
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Monotonic: for the lease's timing (a wall clock step must not make a
+ * leader think its lease is still good). */
+static int64_t rl_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void rl_timer_start(struct event *ev, int64_t ms)
@@ -427,6 +458,7 @@ static void rl_on_lease(redisAsyncContext *ac, void *reply, void *priv)
     }
     state = rep->element[0]->integer;
     epoch = rep->element[1]->integer;
+    s->elsewhere = state == 0;
     if (state == 0) {
         if (s->role != RL_FOLLOWER)
             rl_lease_lost(log, i);
@@ -448,7 +480,7 @@ static void rl_lease_round(struct redis_log *log)
 {
     redisAsyncContext *ac = redis_conn_context(log->cmd);
     char ttl[24];
-    int64_t now = rl_now_ms();
+    int64_t now = rl_mono_ms();
 
     snprintf(ttl, sizeof(ttl), "%lld", (long long)log->ttl_ms);
     for (uint32_t i = 0; i < log->nsources; i++) {
@@ -505,27 +537,26 @@ static void rl_word_num(struct rl_words *w, uint64_t v)
     rl_word(w, buf, (size_t)snprintf(buf, 24, "%" PRIu64, v));
 }
 
+/* The words of one entry (see rl_append_script); the source's name is
+ * `name`. */
 static void rl_words_entry(struct rl_words *w, const struct rl_item *it,
-                           char *poskey, size_t poskeylen)
+                           const char *name)
 {
     const struct message *m = it->msg;
-    size_t nfields_at;
-    size_t before;
+    unsigned nfields = 8 + (m->has_mqtt ? 4 : 0) +
+                       (m->stream_entry_id != NULL ? 2 : 0);
 
     rl_word_num(w, it->counter);
-    if (m->stream_entry_id != NULL && m->topic_len + 3 <= poskeylen) {
-        int n = snprintf(poskey, poskeylen, "k:%s", m->topic);
-        rl_word(w, poskey, (size_t)n);
+    if (m->stream_entry_id != NULL) {
+        rl_word(w, m->topic, m->topic_len);
         rl_word(w, m->stream_entry_id, strlen(m->stream_entry_id));
     } else {
         rl_word(w, "", 0);
         rl_word(w, "", 0);
     }
-    nfields_at = w->argc;
-    rl_word(w, "", 0); /* the count, filled below */
-    before = w->argc;
+    rl_word_num(w, nfields);
     rl_word(w, "s", 1);
-    rl_word(w, "", 0); /* the source name, filled by the caller */
+    rl_word(w, name, strlen(name));
     rl_word(w, "t", 1);
     rl_word(w, m->topic, m->topic_len);
     rl_word(w, "p", 1);
@@ -542,12 +573,6 @@ static void rl_words_entry(struct rl_words *w, const struct rl_item *it,
         rl_word(w, "e", 1);
         rl_word(w, m->stream_entry_id, strlen(m->stream_entry_id));
     }
-    {
-        char *buf = w->nums[w->nnums++];
-        w->argv[nfields_at] = buf;
-        w->lens[nfields_at] =
-            (size_t)snprintf(buf, 24, "%zu", w->argc - before);
-    }
 }
 
 static void rl_on_appended(redisAsyncContext *ac, void *reply, void *priv);
@@ -556,11 +581,12 @@ static void rl_on_appended(redisAsyncContext *ac, void *reply, void *priv);
  * this replica leads. */
 static void rl_flush(struct redis_log *log)
 {
-    enum { PER_ENTRY = 4 + 2 * 7 }; /* see rl_words_entry */
+    /* Words: EVAL, the script, 4, four keys, four arguments; per entry
+     * at most 4 + 7 field/value pairs, with at most 4 numbers. */
+    enum { FIXED_WORDS = 11, ENTRY_WORDS = 4 + 2 * 7, ENTRY_NUMS = 4 };
     const char **argv = NULL;
     size_t *lens = NULL;
     char (*nums)[24] = NULL;
-    char(*poskeys)[RL_KEY_MAX + 8] = NULL;
     struct rl_words w;
     struct rl_source *s;
     struct rl_item *it;
@@ -579,35 +605,31 @@ static void rl_flush(struct redis_log *log)
     for (it = log->queue; it != NULL && n < RL_BATCH && it->msg->source == src;
          it = it->next)
         n++;
-    argv = calloc(10 + n * PER_ENTRY, sizeof(*argv));
-    lens = calloc(10 + n * PER_ENTRY, sizeof(*lens));
-    nums = calloc(2 + n * 4, sizeof(*nums));
-    poskeys = calloc(n, sizeof(*poskeys));
-    if (argv == NULL || lens == NULL || nums == NULL || poskeys == NULL)
+    argv = calloc(FIXED_WORDS + n * ENTRY_WORDS, sizeof(*argv));
+    lens = calloc(FIXED_WORDS + n * ENTRY_WORDS, sizeof(*lens));
+    nums = calloc(n * ENTRY_NUMS, sizeof(*nums));
+    if (argv == NULL || lens == NULL || nums == NULL)
         goto out;
     w = (struct rl_words){argv, lens, 0, nums, 0};
-    snprintf(maxlen, sizeof(maxlen), "%" PRIu64, log->cfg->history.max_events);
-    if (log->cfg->history.max_age_ms > 0)
+    snprintf(maxlen, sizeof(maxlen), "%" PRIu64, log->max_events);
+    if (log->max_age_ms > 0)
         snprintf(minid, sizeof(minid), "%lld-0",
-                 (long long)(rl_now_ms() - log->cfg->history.max_age_ms));
+                 (long long)(rl_wall_ms() - log->max_age_ms));
     snprintf(count, sizeof(count), "%zu", n);
     rl_word(&w, "EVAL", 4);
     rl_word(&w, rl_append_script, sizeof(rl_append_script) - 1);
-    rl_word(&w, "3", 1);
+    rl_word(&w, "4", 1);
     rl_word(&w, s->lease_key, strlen(s->lease_key));
     rl_word(&w, log->log_key, strlen(log->log_key));
     rl_word(&w, s->pos_key, strlen(s->pos_key));
+    rl_word(&w, log->meta_key, strlen(log->meta_key));
     rl_word(&w, log->token, strlen(log->token));
     rl_word(&w, maxlen, strlen(maxlen));
     rl_word(&w, minid, strlen(minid));
     rl_word(&w, count, strlen(count));
     it = log->queue;
-    for (size_t k = 0; k < n; k++, it = it->next) {
-        size_t name_at = w.argc + 5; /* counter pk pid nf "s" name */
-        rl_words_entry(&w, it, poskeys[k], sizeof(poskeys[k]));
-        argv[name_at] = s->name;
-        lens[name_at] = strlen(s->name);
-    }
+    for (size_t k = 0; k < n; k++, it = it->next)
+        rl_words_entry(&w, it, s->name);
     if (redisAsyncCommandArgv(redis_conn_context(log->cmd), rl_on_appended,
                               (void *)(uintptr_t)n, (int)w.argc, argv,
                               lens) != REDIS_OK) {
@@ -619,7 +641,6 @@ out:
     free(argv);
     free(lens);
     free(nums);
-    free(poskeys);
 }
 
 static void rl_on_flush(evutil_socket_t fd, short what, void *arg)
@@ -686,11 +707,11 @@ int redis_log_append(struct redis_log *log, struct message *msg)
     s = &log->sources[msg->source];
     if (s->role == RL_FOLLOWER)
         goto drop;
-    if (log->queued_bytes + message_size(msg) > log->cfg->history.max_bytes) {
+    if (log->queued_bytes + message_size(msg) > log->max_bytes) {
         log_limited(LOG_WARN, 10000,
                     "history: source %s: the append queue is full "
                     "(max_bytes %" PRIu64 "): messages dropped", s->name,
-                    log->cfg->history.max_bytes);
+                    log->max_bytes);
         goto drop;
     }
     if ((it = calloc(1, sizeof(*it))) == NULL)
@@ -728,10 +749,12 @@ static bool rl_field_is(const redisReply *f, const char *name)
     return f->len == strlen(name) && memcmp(f->str, name, f->len) == 0;
 }
 
-/* One [id, [field, value, ...]] of the log as a message with seq set.
- * NULL when it is not one (or on ENOMEM). */
+/* One [id, [field, value, ...]] of the log as a message with seq set,
+ * and its "c" (the log's count at it; 0 without) in *count. NULL when it
+ * is not one (or on ENOMEM). */
 static struct message *rl_message(const struct redis_log *log,
-                                  const redisReply *entry, uint64_t *pos)
+                                  const redisReply *entry, uint64_t *pos,
+                                  uint64_t *count)
 {
     const redisReply *id, *fields, *topic = NULL, *payload = NULL,
                                    *eid = NULL;
@@ -740,6 +763,7 @@ static struct message *rl_message(const struct redis_log *log,
     int qos = -1, retain = 0;
     struct message *msg;
 
+    *count = 0;
     if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2 ||
         entry->element[0]->type != REDIS_REPLY_STRING ||
         entry->element[1]->type != REDIS_REPLY_ARRAY)
@@ -766,6 +790,8 @@ static struct message *rl_message(const struct redis_log *log,
             retain = v->str[0] == '1';
         else if (rl_field_is(f, "e"))
             eid = v;
+        else if (rl_field_is(f, "c"))
+            *count = strtoull(v->str, NULL, 10);
     }
     if (topic == NULL)
         return NULL;
@@ -800,13 +826,13 @@ static void rl_on_range(redisAsyncContext *ac, void *reply, void *priv)
     struct message **msgs = NULL;
     size_t n = 0;
     bool ok = log != NULL && rep != NULL && rep->type == REDIS_REPLY_ARRAY;
-    uint64_t pos;
+    uint64_t pos, count;
 
     if (ok && rep->elements > 0 &&
         (msgs = calloc(rep->elements, sizeof(*msgs))) == NULL)
         ok = false;
     for (size_t i = 0; ok && i < rep->elements; i++) {
-        struct message *msg = rl_message(log, rep->element[i], &pos);
+        struct message *msg = rl_message(log, rep->element[i], &pos, &count);
         if (msg != NULL)
             msgs[n++] = msg;
     }
@@ -845,16 +871,38 @@ static void rl_set_live(struct redis_log *log, bool live)
     rl_state_changed(log);
 }
 
-/* Delivers the entries of an XREAD / XRANGE array (oldest first). */
-static void rl_deliver(struct redis_log *log, const redisReply *entries,
-                       bool reverse)
+/* Entry `count` follows last_count: a jump means entries were trimmed
+ * before this replica read them (it fell behind by max_events). */
+static void rl_check_count(struct redis_log *log, uint64_t count,
+                           uint64_t pos)
 {
-    for (size_t k = 0; k < entries->elements; k++) {
-        size_t i = reverse ? entries->elements - 1 - k : k;
-        const redisReply *e = entries->element[i];
-        uint64_t pos;
-        struct message *msg = rl_message(log, e, &pos);
+    uint64_t last_pos = 0;
 
+    if (count == 0)
+        return;
+    if (log->last_count != 0 && count > log->last_count + 1) {
+        history_key_parse_id(log->last_id, strlen(log->last_id), &last_pos);
+        log_warn("history: %llu entries of the log were trimmed before "
+                 "this replica read them (max_events too small for the "
+                 "rate, or the replica was stalled): its streams start "
+                 "over from a reset",
+                 (unsigned long long)(count - log->last_count - 1));
+        log->gaps++;
+        log->sink.gap(log->sink.ctx, last_pos, pos);
+    }
+    log->last_count = count;
+}
+
+/* Delivers the entries of an XREAD / XRANGE array (oldest first). */
+static void rl_deliver(struct redis_log *log, const redisReply *entries)
+{
+    for (size_t i = 0; i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+        uint64_t pos, count;
+        struct message *msg = rl_message(log, e, &pos, &count);
+
+        if (msg != NULL)
+            rl_check_count(log, count, pos);
         if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 &&
             e->element[0]->type == REDIS_REPLY_STRING &&
             e->element[0]->len < sizeof(log->last_id))
@@ -888,7 +936,7 @@ static void rl_on_xread(redisAsyncContext *ac, void *reply, void *priv)
         rep->element[0]->type == REDIS_REPLY_ARRAY &&
         rep->element[0]->elements == 2 &&
         rep->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
-        rl_deliver(log, rep->element[0]->element[1], false);
+        rl_deliver(log, rep->element[0]->element[1]);
     rl_read_next(log);
 }
 
@@ -921,13 +969,87 @@ static void rl_tail_up(struct redis_log *log)
         rl_lease_round(log); /* do not wait a third of a ttl */
 }
 
-/* XREVRANGE + - COUNT n: the first load (n = max_events), or the check
- * after a reconnect (n = 1) that the log still reaches our last id. */
-static void rl_on_revrange(redisAsyncContext *ac, void *reply, void *priv)
+/* ---- the first load: the newest entries, in pages, newest first, up to
+ * max_events and max_bytes (what the cache can hold), then handed on
+ * oldest first. Older entries are read on demand (redis_log_range). */
+
+static void rl_load_clear(struct redis_log *log)
+{
+    for (size_t i = 0; i < log->nload; i++)
+        message_unref(log->load[i].msg);
+    free(log->load);
+    log->load = NULL;
+    log->nload = log->load_cap = 0;
+    log->load_bytes = 0;
+}
+
+/* Keeps one page's entries; false when the bounds are reached (or on
+ * ENOMEM, which ends the load early: the rest is read on demand). */
+static bool rl_load_page(struct redis_log *log, const redisReply *rep)
+{
+    for (size_t i = 0; i < rep->elements; i++) {
+        uint64_t pos, count;
+        struct message *msg = rl_message(log, rep->element[i], &pos, &count);
+
+        if (msg == NULL)
+            continue;
+        if (log->nload == log->load_cap) {
+            size_t cap = log->load_cap ? 2 * log->load_cap : RL_LOAD_PAGE;
+            void *grown = realloc(log->load, cap * sizeof(*log->load));
+            if (grown == NULL) {
+                message_unref(msg);
+                return false;
+            }
+            log->load = grown;
+            log->load_cap = cap;
+        }
+        log->load[log->nload].msg = msg;
+        log->load[log->nload].count = count;
+        log->nload++;
+        log->load_bytes += message_size(msg);
+        if (log->nload >= log->max_events ||
+            log->load_bytes >= log->max_bytes)
+            return false;
+    }
+    return rep->elements == RL_LOAD_PAGE;
+}
+
+/* Hands the loaded entries on, oldest first; the tail reads after them. */
+static void rl_load_finish(struct redis_log *log)
+{
+    for (size_t i = log->nload; i-- > 0;) {
+        struct message *msg = log->load[i].msg;
+        rl_check_count(log, log->load[i].count, msg->seq);
+        history_key_format_pos(msg->seq, log->last_id, sizeof(log->last_id));
+        log->load[i].msg = NULL;
+        log->sink.entry(log->sink.ctx, msg);
+    }
+    log->nload = 0;
+    rl_load_clear(log);
+}
+
+static void rl_on_load(redisAsyncContext *ac, void *reply, void *priv);
+
+/* Asks for the next page: entries before `before` (NULL: the newest). */
+static void rl_load_next(struct redis_log *log, const char *before)
+{
+    char end[HISTORY_KEY_ID_MAX + 1];
+
+    snprintf(end, sizeof(end), "%s%s", before ? "(" : "", before ? before
+                                                                 : "+");
+    if (redisAsyncCommand(redis_conn_context(log->tail), rl_on_load, NULL,
+                          "XREVRANGE %s %s - COUNT %d", log->log_key, end,
+                          RL_LOAD_PAGE) != REDIS_OK)
+        redis_conn_fail(log->tail, "cannot queue XREVRANGE");
+}
+
+static void rl_tail_up(struct redis_log *log);
+
+static void rl_on_load(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_log *log = redis_conn_owner(ac);
     const redisReply *rep = reply;
-    uint64_t newest = 0, last = 0;
+    char before[HISTORY_KEY_ID_MAX];
 
     if (log == NULL || rep == NULL)
         return;
@@ -935,20 +1057,43 @@ static void rl_on_revrange(redisAsyncContext *ac, void *reply, void *priv)
         redis_conn_fail(log->tail, "XREVRANGE of the log failed");
         return;
     }
-    if (rep->elements > 0 && rep->element[0]->type == REDIS_REPLY_ARRAY &&
-        rep->element[0]->elements >= 1 &&
-        rep->element[0]->element[0]->type == REDIS_REPLY_STRING)
-        history_key_parse_id(rep->element[0]->element[0]->str,
-                             rep->element[0]->element[0]->len, &newest);
-    if (!log->loaded) {
-        rl_deliver(log, rep, true);
-    } else if (history_key_parse_id(log->last_id, strlen(log->last_id),
-                                    &last) &&
-               newest < last) {
+    if (rl_load_page(log, rep) && log->nload > 0) {
+        history_key_format_pos(log->load[log->nload - 1].msg->seq, before,
+                               sizeof(before));
+        rl_load_next(log, before);
+        return;
+    }
+    rl_load_finish(log);
+    rl_tail_up(log);
+}
+
+/* XREVRANGE + - COUNT 1 after a reconnect: does the log still reach our
+ * last id? */
+static void rl_on_revrange(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis_log *log = redis_conn_owner(ac);
+    const redisReply *rep = reply;
+    uint64_t newest = 0, last = 0, newest_count = 0;
+
+    if (log == NULL || rep == NULL)
+        return;
+    if (rep->type != REDIS_REPLY_ARRAY) {
+        redis_conn_fail(log->tail, "XREVRANGE of the log failed");
+        return;
+    }
+    if (rep->elements > 0) {
+        struct message *m = rl_message(log, rep->element[0], &newest,
+                                       &newest_count);
+        if (m != NULL)
+            message_unref(m);
+    }
+    if (history_key_parse_id(log->last_id, strlen(log->last_id), &last) &&
+        newest < last) {
         log_warn("history: the log in Redis ends before the last entry "
                  "read (%s): a failover lost its tail; ids after it are "
                  "unknown", log->last_id);
         history_key_format_pos(newest, log->last_id, sizeof(log->last_id));
+        log->last_count = newest_count;
         log->sink.rolled_back(log->sink.ctx, newest);
     }
     rl_tail_up(log);
@@ -978,15 +1123,17 @@ static void rl_on_tag(redisAsyncContext *ac, void *reply, void *priv)
     if (changed) {
         /* A new log: read it from its start. */
         snprintf(log->last_id, sizeof(log->last_id), "0-0");
+        log->last_count = 0;
         rl_tail_up(log);
         return;
     }
-    if (redisAsyncCommand(ac, rl_on_revrange, NULL, "XREVRANGE %s + - COUNT %llu",
-                          log->log_key,
-                          (unsigned long long)(log->loaded
-                                                   ? 1
-                                                   : log->cfg->history
-                                                         .max_events)) !=
+    if (!log->loaded) {
+        rl_load_clear(log); /* a load cut short by a reconnect */
+        rl_load_next(log, NULL);
+        return;
+    }
+    if (redisAsyncCommand(ac, rl_on_revrange, NULL,
+                          "XREVRANGE %s + - COUNT 1", log->log_key) !=
         REDIS_OK)
         redis_conn_fail(log->tail, "cannot queue XREVRANGE");
 }
@@ -1062,6 +1209,7 @@ static void rl_cmd_lost(void *owner)
     struct redis_log *log = owner;
 
     log->inflight = 0;
+    log->releasing = 0;
     for (size_t i = 0; i < log->nsources; i++) {
         log->sources[i].asking = false;
         log->sources[i].loading = false;
@@ -1097,9 +1245,20 @@ bool redis_log_leads(const struct redis_log *log, uint32_t source)
            log->sources[source].role == RL_LEADER;
 }
 
+bool redis_log_led_elsewhere(const struct redis_log *log, uint32_t source)
+{
+    return source < log->nsources && log->sources[source].elsewhere &&
+           redis_log_up(log);
+}
+
 uint64_t redis_log_dropped(const struct redis_log *log)
 {
     return log->dropped;
+}
+
+uint64_t redis_log_gaps(const struct redis_log *log)
+{
+    return log->gaps;
 }
 
 uint64_t redis_log_appended(const struct redis_log *log)
@@ -1112,26 +1271,15 @@ static void rl_conn_state_changed(void *ctx, struct source *src)
     rl_state_changed(ctx);
 }
 
-static int64_t rl_lease_ms(void)
-{
-    const char *text = getenv("SLUICE_INGEST_LEASE_MS");
-    char *end;
-    long long v;
 
-    if (text == NULL || *text == '\0')
-        return REDIS_LOG_LEASE_MS;
-    v = strtoll(text, &end, 10);
-    if (*end != '\0' || v < 300 || v > 600000) {
-        log_warn("SLUICE_INGEST_LEASE_MS=%s is not a duration in ms "
-                 "(300..600000); using %d", text, REDIS_LOG_LEASE_MS);
-        return REDIS_LOG_LEASE_MS;
-    }
-    return v;
-}
-
-static void rl_conn_source(struct redis_log *log, struct source *src)
+static void rl_conn_source(struct redis_log *log, struct source *src,
+                           struct source_config *cfg, const char *name,
+                           char *url)
 {
-    src->cfg = &log->conn_cfg;
+    cfg->name = (char *)name;
+    cfg->url = url;
+    cfg->type = SOURCE_REDIS;
+    src->cfg = cfg;
     src->base = log->base;
     src->index = UINT32_MAX;
     src->state = SOURCE_DOWN;
@@ -1140,17 +1288,19 @@ static void rl_conn_source(struct redis_log *log, struct source *src)
     snprintf(src->status, sizeof(src->status), "not connected yet");
 }
 
-static int rl_sources_new(struct redis_log *log, const char *prefix)
+static int rl_sources_new(struct redis_log *log, const struct config *cfg,
+                          const char *prefix)
 {
-    log->nsources = log->cfg->nsources;
-    log->sources = calloc(log->nsources ? log->nsources : 1,
+    log->sources = calloc(cfg->nsources ? cfg->nsources : 1,
                           sizeof(*log->sources));
     if (log->sources == NULL)
         return -1;
+    log->nsources = cfg->nsources;
     for (size_t i = 0; i < log->nsources; i++) {
         struct rl_source *s = &log->sources[i];
-        s->name = log->cfg->sources[i].name;
-        s->type = log->cfg->sources[i].type;
+        if ((s->name = strdup(cfg->sources[i].name)) == NULL)
+            return -1;
+        s->type = cfg->sources[i].type;
         snprintf(s->lease_key, sizeof(s->lease_key), "%s:lease:%s", prefix,
                  s->name);
         snprintf(s->epoch_key, sizeof(s->epoch_key), "%s:epoch:%s", prefix,
@@ -1168,26 +1318,29 @@ struct redis_log *redis_log_new(struct event_base *base,
 {
     struct redis_log *log = calloc(1, sizeof(*log));
     const char *prefix = cfg->history.key ? cfg->history.key : "sluice";
+    char *url;
 
     if (log == NULL) {
         snprintf(why, whylen, "out of memory");
         return NULL;
     }
     log->base = base;
-    log->cfg = cfg;
     log->sink = *sink;
+    log->max_events = cfg->history.max_events;
+    log->max_bytes = cfg->history.max_bytes;
+    log->max_age_ms = cfg->history.max_age_ms;
     log->queue_tail = &log->queue;
-    log->ttl_ms = rl_lease_ms();
+    log->ttl_ms = redis_conn_env_ms("SLUICE_INGEST_LEASE_MS",
+                                    REDIS_LOG_LEASE_MS, 300, 600000);
     snprintf(log->last_id, sizeof(log->last_id), "0-0");
     snprintf(log->log_key, sizeof(log->log_key), "%s:log", prefix);
     snprintf(log->meta_key, sizeof(log->meta_key), "%s:meta", prefix);
-    log->conn_cfg.name = "history";
-    log->conn_cfg.url = cfg->history.redis;
-    log->conn_cfg.type = SOURCE_REDIS;
-    rl_conn_source(log, &log->tail_src);
-    rl_conn_source(log, &log->cmd_src);
-    if (rl_random_text(log->token, 32, "0123456789abcdef", 16) < 0 ||
-        rl_sources_new(log, prefix) < 0) {
+    url = strdup(cfg->history.redis);
+    rl_conn_source(log, &log->tail_src, &log->tail_cfg, "history-read", url);
+    rl_conn_source(log, &log->cmd_src, &log->cmd_cfg, "history-write", url);
+    if (url == NULL ||
+        rl_random_text(log->token, 32, "0123456789abcdef", 16) < 0 ||
+        rl_sources_new(log, cfg, prefix) < 0) {
         snprintf(why, whylen, "out of memory or no randomness");
         goto fail;
     }
@@ -1217,6 +1370,19 @@ void redis_log_start(struct redis_log *log)
     rl_timer_start(log->lease_timer, log->ttl_ms / 3);
 }
 
+static void rl_on_released(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis_log *log = redis_conn_owner(ac);
+
+    if (log != NULL && log->releasing > 0)
+        log->releasing--;
+}
+
+bool redis_log_released(const struct redis_log *log)
+{
+    return log->releasing == 0;
+}
+
 void redis_log_release(struct redis_log *log)
 {
     redisAsyncContext *ac = redis_conn_context(log->cmd);
@@ -1226,9 +1392,11 @@ void redis_log_release(struct redis_log *log)
         if (s->role == RL_FOLLOWER)
             continue;
         rl_become(log, i, RL_FOLLOWER);
-        if (ac != NULL && redis_conn_is_up(log->cmd))
-            redisAsyncCommand(ac, rl_ignore_reply, NULL, "EVAL %s 1 %s %s",
-                              rl_release_script, s->lease_key, log->token);
+        if (ac != NULL && redis_conn_is_up(log->cmd) &&
+            redisAsyncCommand(ac, rl_on_released, NULL, "EVAL %s 1 %s %s",
+                              rl_release_script, s->lease_key,
+                              log->token) == REDIS_OK)
+            log->releasing++;
     }
     evtimer_del(log->lease_timer);
 }
@@ -1246,8 +1414,15 @@ void redis_log_free(struct redis_log *log)
     if (log->flush_ev)
         event_free(log->flush_ev);
     rl_queue_pop(log, SIZE_MAX);
-    for (size_t i = 0; log->sources != NULL && i < log->nsources; i++)
+    rl_load_clear(log);
+    for (size_t i = 0; log->sources != NULL && i < log->nsources; i++) {
         rl_positions_free(&log->sources[i]);
+        free(log->sources[i].name);
+    }
     free(log->sources);
+    if (log->tail_cfg.url != NULL) {
+        explicit_bzero(log->tail_cfg.url, strlen(log->tail_cfg.url));
+        free(log->tail_cfg.url);
+    }
     free(log);
 }

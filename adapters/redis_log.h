@@ -6,7 +6,8 @@
  * Keys, under the prefix P (history.key, default "sluice"):
  *
  *   P:log           the Stream; its entry ids are the events' positions
- *   P:meta          hash: "tag", the log's random name (see below)
+ *   P:meta          hash: "tag", the log's random name (see below);
+ *                   "seq", the count of entries ever appended
  *   P:lease:SOURCE  the ingest lease of a source: a replica's token, PX ttl
  *   P:epoch:SOURCE  counts the leases ever taken (fences stale buffers)
  *   P:pos:SOURCE    hash: what that source appended last: ".n" the append
@@ -41,7 +42,10 @@
  * before is unknown: those browsers get a reset rather than a silent gap.
  * A Redis failover that lost the log's tail is seen when the tail
  * reconnects and the log's last entry is older than the last one read
- * (sink.rolled_back).
+ * (sink.rolled_back). Entries trimmed (MAXLEN) before this replica read
+ * them are seen by their count: each entry carries "c", the log's own
+ * count of entries (P:meta "seq", moved in the append script), and a
+ * jump is a gap (sink.gap).
  *
  * Adapter-layer (hiredis). Only bridge/replica.c uses it.
  */
@@ -74,6 +78,10 @@ struct redis_log_sink {
     /* The log's last entry is older than what was read (a failover lost
      * its tail): last_pos is its position now. */
     void (*rolled_back)(void *ctx, uint64_t last_pos);
+    /* Entries after last_pos and before pos were trimmed before they
+     * were read (the "c" count jumped): what this replica sent is no
+     * longer complete. */
+    void (*gap)(void *ctx, uint64_t last_pos, uint64_t pos);
     /* The tail is (true) or is no longer (false) following the log. */
     void (*live)(void *ctx, bool live);
     /* This replica now runs source i's ingest (true) or must stop it. */
@@ -102,6 +110,10 @@ void redis_log_start(struct redis_log *log);
  * stopped through sink.leader, and other replicas take over at once
  * instead of after a ttl. Appends still queued are sent no more. */
 void redis_log_release(struct redis_log *log);
+
+/* True once Redis has answered every release (or the connection is
+ * gone): a draining process may exit without leaving a lease behind. */
+bool redis_log_released(const struct redis_log *log);
 
 /* Disconnects, releases held leases when it still can (best effort), and
  * frees the log and what is queued. NULL is fine. */
@@ -139,8 +151,15 @@ const char *redis_log_status(const struct redis_log *log);
 /* True while this replica runs source i's ingest. */
 bool redis_log_leads(const struct redis_log *log, uint32_t source);
 
+/* True while another replica holds source i's lease (as the last lease
+ * round found, with the log up). */
+bool redis_log_led_elsewhere(const struct redis_log *log, uint32_t source);
+
 /* Messages dropped from the append queue (over max_bytes, or fenced). */
 uint64_t redis_log_dropped(const struct redis_log *log);
+
+/* Times entries were trimmed before this replica read them. */
+uint64_t redis_log_gaps(const struct redis_log *log);
 
 /* Entries appended by this replica. */
 uint64_t redis_log_appended(const struct redis_log *log);

@@ -203,7 +203,7 @@ static void bridge_on_drain_poll(evutil_socket_t fd, short what, void *arg)
     struct bridge *b = arg;
     static const struct timeval poll = {0, BRIDGE_DRAIN_POLL_MS * 1000};
 
-    if (b->nstreams == 0) {
+    if (b->nstreams == 0 && replica_released(b)) {
         event_base_loopexit(b->base, NULL);
         return;
     }

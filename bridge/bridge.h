@@ -48,7 +48,7 @@ struct bridge {
     struct history *history;      /* owned: the event log (history.h) */
     struct redis_log *log;        /* owned: history.redis's shared log
                                      (replica.h); NULL: local history */
-    bool log_tagged;              /* the shared log is loaded */
+    bool log_loaded;              /* the shared log is loaded */
     struct keyed *keyed;          /* owned: per-key routes (keyed.h) */
     struct lastvalue *lastvalue;  /* owned: latest per topic (snapshots) */
     struct topic_index *index;    /* owned: (source, pattern) -> feed */

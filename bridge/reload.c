@@ -7,7 +7,8 @@
  * names, types and order (history entries and feeds refer to them by
  * index), else the reload is refused. Changed connection settings (URL
  * with its credentials, client id, TLS files) and a changed listen address
- * need a restart: sluice logs that and keeps running with the old values.
+ * and history settings need a restart: sluice logs that and keeps running
+ * with the old values.
  * Then every open stream is re-resolved against the new routes and auth
  * (server_rehome): those that no longer resolve (route gone, token no
  * longer allowed) are closed, the rest move to their new feeds without a
@@ -22,7 +23,7 @@
 #include "bridge/bridge.h"
 #include "lib/log.h"
 #include "lib/route.h"
-#include "bridge/upstream.h"
+#include "bridge/replica.h"
 #include "bridge/server.h"
 #include "bridge/stream.h"
 
@@ -105,6 +106,29 @@ static void reload_keep_listen(struct config *old, struct config *new)
     new->listen_port = old->listen_port;
 }
 
+static bool reload_history_differs(const struct history_config *a,
+                                   const struct history_config *b)
+{
+    return a->max_events != b->max_events || a->max_bytes != b->max_bytes ||
+           a->max_age_ms != b->max_age_ms || a->fsync != b->fsync ||
+           reload_str_differs(a->dir, b->dir) ||
+           reload_str_differs(a->redis, b->redis) ||
+           reload_str_differs(a->key, b->key);
+}
+
+/* The history was opened with the old settings, which it keeps. */
+static void reload_keep_history(struct config *old, struct config *new)
+{
+    struct history_config kept = old->history;
+
+    if (!reload_history_differs(&old->history, &new->history))
+        return;
+    log_warn("reload: history settings changed; restart sluice to apply "
+             "them (keeping the running ones)");
+    old->history = new->history;
+    new->history = kept;
+}
+
 /* Loads and checks everything; NULL-free outputs only on success. */
 static int reload_load(struct bridge *b, struct config **cfg,
                        struct route_table **routes, struct auth **auth)
@@ -165,7 +189,7 @@ static void reload_resubscribe(struct bridge *b)
         struct subscriptions subs = {0};
 
         src->cfg = &b->cfg->sources[i];
-        if (upstream_subscriptions(b->cfg, b->routes, i, &subs) < 0) {
+        if (replica_subscriptions(b, (uint32_t)i, &subs) < 0) {
             log_error("reload: source %s: out of memory", src->cfg->name);
             continue;
         }
@@ -190,6 +214,7 @@ int bridge_reload(struct bridge *b)
         return -1;
     }
     reload_keep_listen(old_cfg, cfg);
+    reload_keep_history(old_cfg, cfg);
     for (size_t i = 0; i < cfg->nsources; i++)
         reload_keep_connection(&old_cfg->sources[i], &cfg->sources[i]);
     b->cfg = cfg;

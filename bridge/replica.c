@@ -16,6 +16,8 @@
 #include "adapters/redis_log.h"
 #include "bridge/bridge.h"
 #include "bridge/feed.h"
+#include "bridge/stream.h"
+#include "bridge/upstream.h"
 #include "lib/history.h"
 #include "lib/history_key.h"
 #include "lib/lastvalue.h"
@@ -30,7 +32,6 @@ static void replica_on_tagged(void *ctx, const char *tag, bool changed)
 
     if (history_key_retag(b->history, tag) < 0)
         log_error("history: the log's tag '%.16s' is not usable", tag);
-    b->log_tagged = true;
 }
 
 /* One event of the log: the same path as a local append, after it. */
@@ -54,27 +55,75 @@ static void replica_on_rolled_back(void *ctx, uint64_t last_pos)
     history_key_forget_after(b->history, last_pos);
 }
 
+/* Entries were trimmed before this replica read them: ids in between are
+ * unknown, and every stream on the shared history is cut (it resumes by
+ * id and gets a reset, as its entry is gone too). */
+static void replica_on_gap(void *ctx, uint64_t last_pos, uint64_t pos)
+{
+    struct bridge *b = ctx;
+
+    history_key_mark_lost(b->history, last_pos, pos);
+    for (struct stream *s = b->streams; s != NULL; s = s->next) {
+        if (s->feed == NULL || s->feed->history != NULL)
+            continue; /* a per-key stream: its own history */
+        s->reap_reason = DROP_REPLAY;
+        bridge_schedule_reap(b, s);
+    }
+}
+
 static void replica_on_live(void *ctx, bool live)
 {
     struct bridge *b = ctx;
 
     history_key_set_live(b->history, live);
+    if (live)
+        b->log_loaded = true; /* the first time: the tail is loaded */
 }
 
-/* Starts or stops source i's adapter as its lease comes and goes. */
+/* Gives source i the subscriptions it has now (replica_subscriptions);
+ * the adapter applies them if it runs. */
+static void replica_resubscribe(struct bridge *b, uint32_t i)
+{
+    struct source *src = &b->sources[i];
+    struct subscriptions subs = {0};
+
+    if (replica_subscriptions(b, i, &subs) < 0) {
+        log_error("source %s: out of memory", src->cfg->name);
+        return;
+    }
+    src->ops->resubscribe(src, &subs);
+}
+
+/* Starts source i's adapter. */
+static void replica_start_source(struct bridge *b, uint32_t i)
+{
+    struct source *src = &b->sources[i];
+    char why[256] = "";
+
+    if (src->ops->start(src, why, sizeof(why)) < 0)
+        log_error("source %s: cannot start: %s", src->cfg->name, why);
+}
+
+/*
+ * Source i's lease came or went. Its adapter runs on the leader; on the
+ * other replicas it runs only for per-key routes (which read keys of
+ * their own and ingest nothing), with no subscriptions of its own.
+ */
 static void replica_on_leader(void *ctx, uint32_t i, bool leader)
 {
     struct bridge *b = ctx;
     struct source *src = &b->sources[i];
-    char why[256] = "";
+    bool running = src->impl != NULL;
 
-    if (!leader || b->draining) {
+    if (leader && b->draining)
+        return;
+    replica_resubscribe(b, i);
+    if (leader && !running) {
+        replica_start_source(b, i);
+    } else if (!leader && !src->subs.keyed) {
         src->ops->stop(src);
         source_set_state(src, SOURCE_DOWN, "another replica ingests");
-        return;
     }
-    if (src->ops->start(src, why, sizeof(why)) < 0)
-        log_error("source %s: cannot start: %s", src->cfg->name, why);
 }
 
 static void replica_on_state(void *ctx)
@@ -90,6 +139,7 @@ int replica_open(struct bridge *b, char *err, size_t errlen)
         .tagged = replica_on_tagged,
         .entry = replica_on_entry,
         .rolled_back = replica_on_rolled_back,
+        .gap = replica_on_gap,
         .live = replica_on_live,
         .leader = replica_on_leader,
         .state_changed = replica_on_state,
@@ -120,11 +170,29 @@ int replica_open(struct bridge *b, char *err, size_t errlen)
     return 0;
 }
 
+int replica_subscriptions(const struct bridge *b, uint32_t i,
+                          struct subscriptions *out)
+{
+    if (upstream_subscriptions(b->cfg, b->routes, i, out) < 0)
+        return -1;
+    if (b->log == NULL || redis_log_leads(b->log, i))
+        return 0;
+    config_strv_clear(&out->exact);
+    config_strv_clear(&out->patterns);
+    return 0;
+}
+
+/* Sources start as followers: only those with per-key routes run. */
 void replica_start(struct bridge *b)
 {
-    for (size_t i = 0; i < b->nsources; i++)
-        source_set_state(&b->sources[i], SOURCE_DOWN,
-                         "another replica ingests");
+    for (uint32_t i = 0; i < b->nsources; i++) {
+        replica_resubscribe(b, i);
+        if (b->sources[i].subs.keyed)
+            replica_start_source(b, i);
+        else
+            source_set_state(&b->sources[i], SOURCE_DOWN,
+                             "another replica ingests");
+    }
     redis_log_start(b->log);
 }
 
@@ -132,6 +200,11 @@ void replica_release(struct bridge *b)
 {
     if (b->log != NULL)
         redis_log_release(b->log);
+}
+
+bool replica_released(const struct bridge *b)
+{
+    return b->log == NULL || redis_log_released(b->log);
 }
 
 void replica_close(struct bridge *b)
@@ -154,23 +227,48 @@ int replica_last_entry_id(struct bridge *b, struct source *src,
 
 bool replica_ready(const struct bridge *b)
 {
-    return b->log == NULL || b->log_tagged;
+    return b->log == NULL || b->log_loaded;
 }
 
-bool replica_leads(const struct bridge *b, uint32_t i)
+/* One source: up here, or led by another replica. */
+static bool replica_source_ready(const struct bridge *b, uint32_t i,
+                                 struct evbuffer *body)
 {
-    return b->log == NULL || redis_log_leads(b->log, i);
+    const struct source *src = &b->sources[i];
+    bool leads = b->log == NULL || redis_log_leads(b->log, i);
+
+    if (!leads && redis_log_led_elsewhere(b->log, i))
+        return true;
+    if (leads && src->state == SOURCE_UP)
+        return true;
+    if (!leads)
+        evbuffer_add_printf(body, "source %s: no replica ingests it yet\n",
+                            src->cfg->name);
+    else if (!b->cfg->readyz_details)
+        evbuffer_add_printf(body, "source %s: down\n", src->cfg->name);
+    else
+        evbuffer_add_printf(body, "source %s: %s\n", src->cfg->name,
+                            src->state == SOURCE_CONNECTING ? "subscribing"
+                                                            : src->status);
+    return false;
 }
 
 bool replica_readyz(const struct bridge *b, struct evbuffer *body)
 {
-    if (b->log == NULL || redis_log_up(b->log))
-        return true;
-    if (b->cfg->readyz_details)
-        evbuffer_add_printf(body, "history: %s\n", redis_log_status(b->log));
-    else
-        evbuffer_add_printf(body, "history: down\n");
-    return false;
+    bool ready = true;
+
+    if (b->log != NULL && !redis_log_up(b->log)) {
+        ready = false;
+        if (b->cfg->readyz_details)
+            evbuffer_add_printf(body, "history: %s\n",
+                                redis_log_status(b->log));
+        else
+            evbuffer_add_printf(body, "history: down\n");
+    }
+    for (uint32_t i = 0; i < b->nsources; i++)
+        if (!replica_source_ready(b, i, body))
+            ready = false;
+    return ready;
 }
 
 void replica_metrics(const struct bridge *b, struct evbuffer *out)
@@ -189,6 +287,12 @@ void replica_metrics(const struct bridge *b, struct evbuffer *out)
                              "# TYPE sluice_history_log_up gauge\n"
                              "sluice_history_log_up %d\n",
                         redis_log_up(b->log));
+    evbuffer_add_printf(out, "# HELP sluice_history_gaps_total Times "
+                             "entries of the shared log were trimmed before "
+                             "this replica read them.\n"
+                             "# TYPE sluice_history_gaps_total counter\n"
+                             "sluice_history_gaps_total %llu\n",
+                        (unsigned long long)redis_log_gaps(b->log));
     evbuffer_add_printf(out, "# HELP sluice_history_appended_total Events "
                              "this replica appended to the shared log.\n"
                              "# TYPE sluice_history_appended_total counter\n"

@@ -26,16 +26,29 @@ struct bridge;
 struct evbuffer;
 struct message;
 struct source;
+struct subscriptions;
 
 /* With history.redis: creates b->history (a shared log) and b->log
  * (not connected yet). 0, or -1 with err filled. */
 int replica_open(struct bridge *b, char *err, size_t errlen);
+
+/*
+ * The upstream subscriptions source i has on this replica: all its routes
+ * derive (upstream.h) when it leads the source (or the history is
+ * local), else only per-key reading (no ingest). 0, or -1 on ENOMEM;
+ * free with subscriptions_free.
+ */
+int replica_subscriptions(const struct bridge *b, uint32_t i,
+                          struct subscriptions *out);
 
 /* Starts connecting to the log (the sources start as leases come). */
 void replica_start(struct bridge *b);
 
 /* SIGTERM: stops ingesting and gives the leases up. */
 void replica_release(struct bridge *b);
+
+/* True when the leases are given up (local: always). */
+bool replica_released(const struct bridge *b);
 
 /* Frees b->log (before the history: its range reads end first). */
 void replica_close(struct bridge *b);
@@ -52,10 +65,11 @@ int replica_last_entry_id(struct bridge *b, struct source *src,
 /* True when streams can be served (the log is loaded; local: always). */
 bool replica_ready(const struct bridge *b);
 
-/* True when this process runs source i's ingest (local: always). */
-bool replica_leads(const struct bridge *b, uint32_t i);
-
-/* Appends /readyz lines; false when the history is not ready. */
+/*
+ * Appends /readyz lines for the history and the sources; false when not
+ * ready. Ready means: the history is up, and every source is up here or
+ * ingested by another replica (so a publisher may start).
+ */
 bool replica_readyz(const struct bridge *b, struct evbuffer *body);
 
 /* Appends the replica metrics (leaders, log state, drops). */

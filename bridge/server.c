@@ -30,6 +30,7 @@
 #include "bridge/feed.h"
 #include "bridge/keyed.h"
 #include "bridge/replica.h"
+#include "lib/cors.h"
 #include "lib/history.h"
 #include "lib/log.h"
 #include "lib/query.h"
@@ -102,20 +103,6 @@ static void server_reply_text(struct evhttp_request *req, int code,
         evbuffer_free(body);
 }
 
-/* The configured origin entry that allows `origin`, or NULL. */
-static const char *server_cors_match(const struct config *cfg,
-                                     const char *origin)
-{
-    if (origin == NULL)
-        return NULL;
-    for (size_t i = 0; i < cfg->cors_origins.count; i++) {
-        const char *allowed = cfg->cors_origins.items[i];
-        if (strcmp(allowed, "*") == 0 || strcmp(allowed, origin) == 0)
-            return allowed;
-    }
-    return NULL;
-}
-
 /* Headers on every response: no caching (tokens may sit in URLs), no
  * referrer, and CORS for configured origins only. Returns whether the
  * request's origin is allowed. */
@@ -133,11 +120,10 @@ static bool server_add_common_headers(struct server *srv,
     if (cfg->cors_origins.count == 0)
         return false;
     evhttp_add_header(out, "Vary", "Origin");
-    allowed = server_cors_match(cfg, origin);
+    allowed = cors_allow_origin(&cfg->cors_origins, origin);
     if (allowed == NULL)
         return false;
-    evhttp_add_header(out, "Access-Control-Allow-Origin",
-                      strcmp(allowed, "*") == 0 ? "*" : origin);
+    evhttp_add_header(out, "Access-Control-Allow-Origin", allowed);
     if (cfg->auth.cookie != NULL)
         evhttp_add_header(out, "Access-Control-Allow-Credentials", "true");
     return true;
@@ -167,36 +153,22 @@ static void server_reply_method_not_allowed(struct evhttp_request *req)
 }
 
 /*
- * One line per source that is not up. By default only "down" (SPEC 5):
- * the status text names broker addresses and quotes server errors, which
- * go to the log; readyz_details opts in to showing it here.
+ * One line per source that is not up, and for a shared history that is
+ * down (replica_readyz). By default only "down" (SPEC 5): the status text
+ * names broker addresses and quotes server errors, which go to the log;
+ * readyz_details opts in to showing it here.
  */
 static void server_handle_readyz(struct server *srv,
                                  struct evhttp_request *req)
 {
-    struct bridge *b = srv->bridge;
     struct evbuffer *body = evbuffer_new();
-    bool ready = true;
+    bool ready;
 
     if (body == NULL) {
         evhttp_send_error(req, 503, "Service Unavailable");
         return;
     }
-    ready = replica_readyz(b, body);
-    for (size_t i = 0; i < b->nsources; i++) {
-        const struct source *src = &b->sources[i];
-        /* With a shared history, another replica may run it. */
-        if (src->state == SOURCE_UP || !replica_leads(b, (uint32_t)i))
-            continue;
-        ready = false;
-        if (!b->cfg->readyz_details)
-            evbuffer_add_printf(body, "source %s: down\n", src->cfg->name);
-        else
-            evbuffer_add_printf(body, "source %s: %s\n", src->cfg->name,
-                                src->state == SOURCE_CONNECTING
-                                    ? "subscribing"
-                                    : src->status);
-    }
+    ready = replica_readyz(srv->bridge, body);
     if (ready)
         evbuffer_add(body, "ok\n", 3);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",

@@ -37,13 +37,8 @@ static int upstream_derive(const struct route_table *routes,
         const struct route *r = route_table_get(routes, i);
         if (!route_config_of(r)->enabled)
             continue;
-        if (route_is_per_key(r)) {
-            /* Read on demand, key by key (bridge/keyed.c): nothing to
-             * subscribe to upstream, but the source must be ready. */
-            out->keyed = out->keyed || route_topic_source(r, 0) ==
-                                           source_index;
-            continue;
-        }
+        if (route_is_per_key(r))
+            continue; /* see upstream_keyed */
         for (size_t j = 0; j < route_topic_count(r); j++) {
             if (route_topic_source(r, j) == source_index &&
                 upstream_add_template(r, j, type, out) < 0)
@@ -51,6 +46,21 @@ static int upstream_derive(const struct route_table *routes,
         }
     }
     return 0;
+}
+
+/* Per-key routes are read on demand, key by key (bridge/keyed.c):
+ * nothing to subscribe to upstream, but the source must be ready for
+ * them, also when it lists its own streams. */
+static bool upstream_keyed(const struct route_table *routes,
+                           size_t source_index)
+{
+    for (size_t i = 0; i < route_table_count(routes); i++) {
+        const struct route *r = route_table_get(routes, i);
+        if (route_config_of(r)->enabled && route_is_per_key(r) &&
+            route_topic_source(r, 0) == source_index)
+            return true;
+    }
+    return false;
 }
 
 int upstream_subscriptions(const struct config *cfg,
@@ -67,6 +77,7 @@ int upstream_subscriptions(const struct config *cfg,
     rc = adapter_for_type(src->type)->configured(src, out);
     if (rc == 0)
         rc = upstream_derive(routes, source_index, src->type, out);
+    out->keyed = upstream_keyed(routes, source_index);
     if (rc < 0) {
         subscriptions_free(out);
         return -1;

@@ -204,7 +204,8 @@ static void source_check_url(struct config_reader *rd,
     }
     memcpy(scheme, src->url, len);
     scheme[len] = '\0';
-    if (strcmp(scheme, plain) != 0 && strcmp(scheme, tls) != 0) {
+    if (strcmp(scheme, plain) != 0 && strcmp(scheme, tls) != 0 &&
+        !(src->type != SOURCE_MQTT && strcmp(scheme, "redis+sentinel") == 0)) {
         config_reader_error(rd, config_node_pos(node),
                             "url: scheme '%s' does not fit a %s source (use "
                             "%s:// or %s://)",
@@ -583,13 +584,18 @@ static int logging_read(struct config_reader *rd, const char *key,
 }
 
 /* An origin is "*" or scheme://host[:port], as browsers send it: no path,
- * no trailing slash (which would never match). */
+ * no trailing slash (which would never match), and printable ASCII only (a
+ * browser sends an international host in punycode; a YAML line break or a
+ * "\x01" escape would make an entry nothing can match). */
 static bool origin_ok(const char *origin)
 {
     const char *sep = strstr(origin, "://");
 
     if (strcmp(origin, "*") == 0)
         return true;
+    for (const char *p = origin; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
+            return false;
     if (!sep || !scheme_ok(origin, (size_t)(sep - origin)) || sep[3] == '\0')
         return false;
     return strpbrk(sep + 3, "/?#*@ \t") == NULL;

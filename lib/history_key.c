@@ -552,18 +552,33 @@ static void key_cache_drop_newest(struct history_key *k)
     k->count--;
 }
 
+/* Remembers that ids in (from, to] are unknown (the oldest range goes
+ * when there are too many). */
+static void key_lost_add(struct history_key *k, uint64_t from, uint64_t to)
+{
+    if (k->nlost == HISTORY_KEY_LOST_MAX) {
+        memmove(&k->lost[0], &k->lost[1],
+                (HISTORY_KEY_LOST_MAX - 1) * sizeof(k->lost[0]));
+        k->nlost--;
+    }
+    k->lost[k->nlost++] = (struct key_lost){from, to};
+}
+
+void history_key_mark_lost(struct history *h, uint64_t from, uint64_t to)
+{
+    struct history_key *k = h->impl;
+
+    if (to > from + 1)
+        key_lost_add(k, from, to - 1);
+}
+
 void history_key_forget_after(struct history *h, uint64_t pos)
 {
     struct history_key *k = h->impl;
 
     if (pos >= k->head)
         return;
-    if (k->nlost == HISTORY_KEY_LOST_MAX) {
-        memmove(&k->lost[0], &k->lost[1],
-                (HISTORY_KEY_LOST_MAX - 1) * sizeof(k->lost[0]));
-        k->nlost--;
-    }
-    k->lost[k->nlost++] = (struct key_lost){pos, k->head};
+    key_lost_add(k, pos, k->head);
     while (k->count > 0 && key_cache_at(k, k->count - 1)->seq > pos)
         key_cache_drop_newest(k);
     if (k->cache_from > pos)

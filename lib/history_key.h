@@ -113,6 +113,10 @@ void history_key_set_live(struct history *h, bool live);
  */
 void history_key_forget_after(struct history *h, uint64_t pos);
 
+/* Entries in (from, to) were never read (trimmed first): their ids are
+ * unknown. Cached entries stay. */
+void history_key_mark_lost(struct history *h, uint64_t from, uint64_t to);
+
 /* The log was recreated under a new tag (Redis lost it): everything
  * cached is dropped, the head is 0, every earlier id unknown. 0, or -1
  * for a bad tag (nothing changed). */

@@ -12,11 +12,8 @@
  *   Cookie           auth_check's cookie extraction (auth/auth.c), both as
  *                    the whole Cookie header and as the value of the
  *                    configured cookie among others
- *   Origin           no library function: CORS matching is a static
- *                    function of bridge/server.c (server_cors_match), which
- *                    no fuzz target links; fuzz_http and cors.test.js cover
- *                    it. The Origin value is still passed through auth as a
- *                    path and a token so that its bytes are used.
+ *   Origin           passed through auth as a path and a token; the CORS
+ *                    decision itself has its own target, fuzz_cors.c
  *
  * Input: the four values separated by '\n', in that order (missing ones
  * are absent headers). A Last-Event-ID "@-N" is sent as "<epoch>-N" with

@@ -9,13 +9,17 @@
  *   - SIGTERM and SIGINT: each of 20 streams gets a final retry: within
  *     1-3 x stream.retry, spread out, and the exit status is 0;
  *   - SIGHUP with a token removed from the config closes its open stream;
- *     a changed broker URL is logged as needing a restart.
+ *     a changed broker URL, or only changed credentials in it, is logged
+ *     as needing a restart, and the running connection keeps the old ones;
+ *   - history.dir: 16 MiB journal segments, and eviction deletes whole
+ *     segments (only those holding nothing the history still holds).
  */
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const path = require('node:path');
 const { after, before, describe, test } = require('node:test');
-const { openSse } = require('./lib/sse');
-const { waitFor } = require('./lib/procs');
+const { httpRequest, openSse } = require('./lib/sse');
+const { makeTempDir, waitFor } = require('./lib/procs');
 const { connectRedis, startRedis } = require('./lib/redis');
 const { startSluice, withLog } = require('./lib/sluice');
 
@@ -66,6 +70,14 @@ async function open(s, p, headers = {}) {
 }
 
 const it = (name, get, fn) => test(name, withLog(get, fn));
+
+/* One series of /metrics ("name" or 'name{label="v"}'), as a number. */
+async function metric(s, series) {
+    const res = await httpRequest(s.port, '/metrics');
+    const line = res.body.split('\n').find((l) => l.startsWith(`${series} `));
+    return line === undefined ? null : Number(line.slice(series.length + 1));
+}
+
 const spread = (xs) => Math.max(...xs) - Math.min(...xs);
 
 describe('reset "expired" end to end', () => {
@@ -192,5 +204,102 @@ describe('SIGHUP', () => {
         own.s.child.kill('SIGHUP');
         await waitFor(() => /restart/i.test(own.s.stderr.slice(before)), 'a log line saying a restart is needed', 10000);
         assert.match(own.s.stderr.slice(before), /source cache: connection settings changed; restart/);
+    });
+});
+
+describe('SIGHUP: changed credentials', () => {
+    const own = { s: null };
+    it('only the password in the URL changed: logged as needing a restart, the running one is kept', () => own.s, async () => {
+        /* An ACL user that knows only the old password: if the reload
+         * applied the new one, the reconnect forced below would fail. */
+        const OLD = 'pw-old-5f1c9e', NEW = 'pw-new-77ab20';
+        await ctx.pub.command('ACL', 'SETUSER', 'sluice', 'on', `>${OLD}`, '~*', '&*', '+@all');
+        const url = (pw) => `redis://sluice:${pw}@127.0.0.1:${ctx.redis.port}`;
+        own.s = await launch({ url: url(OLD) });
+        const c = await open(own.s, '/c/cred');
+        try {
+            const before = own.s.stderr.length;
+            fs.writeFileSync(own.s.configFile,
+                `listen: 127.0.0.1:${own.s.port}\n${config({ url: url(NEW) })}`);
+            own.s.child.kill('SIGHUP');
+            await waitFor(() => /connection settings changed/.test(own.s.stderr.slice(before)),
+                'a log line saying the connection settings changed', 10000);
+            assert.match(own.s.stderr.slice(before), /reload: source cache: connection settings changed; restart/);
+            /* Drop sluice's connections: it reconnects with what it runs
+             * with, which must still be the old password. */
+            const killedAt = own.s.stderr.length;
+            await ctx.pub.command('CLIENT', 'KILL', 'USER', 'sluice');
+            await waitFor(() => /source cache: up/.test(own.s.stderr.slice(killedAt)),
+                'sluice to reconnect with the old credentials', 20000, 100);
+            await waitFor(async () => (await ctx.pub.publish('c:cred', '"after"')) > 0,
+                'sluice to subscribe again', 10000, 100);
+            const [ev] = await c.waitForEvents(1, 10000);
+            assert.equal(JSON.parse(ev.data).payload, 'after');
+            assert.ok(!own.s.stderr.includes(OLD) && !own.s.stderr.includes(NEW),
+                'no password in the log');
+        } finally {
+            c.close();
+        }
+    });
+});
+
+describe('history.dir: 16 MiB journal segments', () => {
+    const own = { s: null };
+    const SEGMENT = 16 * 1024 * 1024;
+    const SEGMENT_RE = /^(\d{20})\.log$/;
+    /* [{first, size}], oldest first. */
+    const segmentsOf = (dir) => fs.readdirSync(dir).map((n) => SEGMENT_RE.exec(n)).filter(Boolean)
+        .map((m) => ({ first: Number(m[1]), size: fs.statSync(path.join(dir, m[0])).size }))
+        .sort((a, b) => a.first - b.first);
+
+    it('a full segment is within one record of 16 MiB, the next starts at the next seq; eviction deletes whole segments only', () => own.s, async (t) => {
+        const dir = path.join(makeTempDir('sluice-seg-'), 'history');
+        const PAYLOAD = 300000;           /* bytes: about 55 records a segment */
+        own.s = await launch({ history: [`dir: ${dir}`, 'fsync: never', 'max_bytes: 24MiB', 'max_events: 100000'] });
+        const big = JSON.stringify('s'.repeat(PAYLOAD - 2));
+        let published = 0;
+        const publish = async (n) => {
+            for (let i = 0; i < n; i++) {
+                assert.ok(await ctx.pub.publish('c:seg', big) >= 1, 'sluice is subscribed');
+            }
+            published += n;
+            await waitFor(async () => (await metric(own.s, 'sluice_events_received_total{source="cache"}')) === published,
+                `sluice to receive ${published} events`, 20000, 100);
+        };
+
+        /* 60 events, 18 MB: one full segment and the start of the next,
+         * nothing evicted yet (24 MiB held). */
+        await publish(60);
+        let segs = segmentsOf(dir);
+        t.diagnostic(`after 60: ${JSON.stringify(segs)}`);
+        assert.equal(segs.length, 2, `two segments: ${JSON.stringify(segs)}`);
+        assert.equal(segs[0].first, 1, 'a fresh history starts at seq 1');
+        const perSegment = segs[1].first - segs[0].first;
+        const record = segs[0].size / perSegment;
+        assert.ok(Number.isInteger(record) && record >= PAYLOAD && record < PAYLOAD + 256,
+            `segment 1 holds ${perSegment} whole records of ${PAYLOAD} bytes + a header (${record})`);
+        assert.ok(segs[0].size <= SEGMENT && segs[0].size > SEGMENT - record,
+            `segment 1 is filled to within one record of 16 MiB: ${segs[0].size}`);
+        assert.equal(segs[1].size, (published - perSegment) * record, 'the rest is in segment 2');
+        assert.equal(await metric(own.s, 'sluice_history_events'), published, 'nothing evicted yet');
+
+        /* 100 more: 48 MB in all, about 24 MiB held, so the oldest held
+         * event is past segment 1 but inside segment 2. */
+        await publish(100);
+        const held = await metric(own.s, 'sluice_history_events');
+        const firstHeld = published - held + 1;
+        segs = segmentsOf(dir);
+        t.diagnostic(`after ${published}: held ${held} (from seq ${firstHeld}), ${JSON.stringify(segs)}`);
+        assert.ok(firstHeld > 1 + perSegment && firstHeld < 1 + 2 * perSegment,
+            `the history starts inside segment 2 (seq ${firstHeld}); the test's sizes assume it`);
+        assert.ok(!segs.some((x) => x.first === 1), 'segment 1, all evicted, is deleted');
+        assert.equal(segs[0].first, 1 + perSegment, 'segment 2, which still holds events, is kept');
+        assert.equal(segs[0].size, perSegment * record, '... whole');
+        for (let i = 0; i + 1 < segs.length; i++) {
+            assert.equal(segs[i + 1].first - segs[i].first, perSegment, 'every full segment holds as many records');
+            assert.ok(segs[i].size <= SEGMENT, `no segment passes 16 MiB: ${segs[i].size}`);
+        }
+        assert.equal(segs[segs.length - 1].first + Math.round(segs[segs.length - 1].size / record), published + 1,
+            'the last segment ends with the last event');
     });
 });

@@ -220,7 +220,9 @@ describe('/readyz does not disclose broker addresses or error texts', () => {
             'url: redis://127.0.0.1', 'url: redis://:hunter2@127.0.0.1');
         const s = await startSluice(cfg, { ready: false });
         await waitFor(async () => (await httpRequest(s.port, '/readyz')).status === 503, '/readyz 503');
-        await sleep(300); /* a connect attempt has failed by now */
+        /* A connect attempt has failed (its log line names the address),
+         * so /readyz has a status text to show or to hide. */
+        await waitFor(() => s.stderr.includes(`127.0.0.1:${deadPort}`), 'a failed connect attempt in the log', 10000);
         return { s, deadPort };
     }
 
@@ -520,7 +522,6 @@ describe('a compression failure never leaks into another stream', () => {
         await ctx.pub.publish('orders:bad', `FAILDEFLATE${random}`);
         await sleep(200);
         await ctx.pub.publish('orders:good', '{"n":"fine"}');
-        await sleep(300);
         const dechunk = (buf) => {
             const parts = [];
             let pos = 0;
@@ -535,7 +536,10 @@ describe('a compression failure never leaks into another stream', () => {
             }
             return Buffer.concat(parts);
         };
-        const text = zlib.gunzipSync(dechunk(goodRaw), { finishFlush: zlib.constants.Z_SYNC_FLUSH }).toString();
+        const decoded = () => zlib.gunzipSync(dechunk(goodRaw), { finishFlush: zlib.constants.Z_SYNC_FLUSH }).toString();
+        /* Wait for the good event itself, not a fixed time. */
+        await waitFor(() => decoded().includes('"n":"fine"'), 'the good stream\'s event', 10000);
+        const text = decoded();
         t.diagnostic(`good stream: ${JSON.stringify(text.slice(0, 120))}`);
         assert.match(text, /"n":"fine"/);
         assert.ok(!text.includes('FAILDEFLATE'));

@@ -777,6 +777,41 @@ static void test_wrong_kinds(void **state)
 
 /* ---- sources ------------------------------------------------------------ */
 
+static void test_history_redis(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    cfg = expect_ok(BASE "history:\n"
+                         "  redis: redis://r:6379/2\n"
+                         "  key: shop:eu\n");
+    assert_string_equal(cfg->history.redis, "redis://r:6379/2");
+    assert_string_equal(cfg->history.key, "shop:eu");
+    assert_int_equal(cfg->history.redis_pos.line, 6);
+    assert_int_equal(cfg->history.redis_pos.col, 10);
+    assert_null(cfg->history.dir);
+    config_free(cfg);
+    check_error(BASE "history:\n"
+                     "  redis: redis://r\n"
+                     "  dir: /var/lib/sluice\n",
+                "t.yaml:7:3: history.dir and history.redis exclude each "
+                "other: a shared history lives in Redis");
+    check_error(BASE "history:\n"
+                     "  key: shop\n",
+                "t.yaml:6:3: history.key needs history.redis");
+    check_error(BASE "history:\n"
+                     "  redis: redis://r\n"
+                     "  key: \"shop eu\"\n",
+                "t.yaml:7:8: history.key: 1-64 characters of "
+                "[A-Za-z0-9:_.-]");
+    cfg = expect_ok("sources:\n"
+                    "  - {name: s, type: redis, url: "
+                    "\"redis+sentinel://h1:26379,h2/m/0\"}\n"
+                    "routes:\n"
+                    "  - {path: /a, topics: [\"s:a\"]}\n");
+    config_free(cfg);
+}
+
 static void test_source_checks(void **state)
 {
     (void)state;
@@ -992,6 +1027,17 @@ static void test_cors(void **state)
     check_error(BASE "cors: {origins: [\"a.example\"]}\n",
                 "t.yaml:5:18: origins: expected \"*\" or scheme://host[:port] "
                 "without a path, e.g. https://app.example");
+    /* Bytes no browser's Origin holds (found by fuzz_cors: blank lines in
+     * a quoted scalar fold to "\n"). */
+    check_error(BASE "cors: {origins: ['https://a.ex\n\n  mple']}\n",
+                "t.yaml:5:18: origins: expected \"*\" or scheme://host[:port] "
+                "without a path, e.g. https://app.example");
+    check_error(BASE "cors: {origins: [\"https://a.ex\\x01mple\"]}\n",
+                "t.yaml:5:18: origins: expected \"*\" or scheme://host[:port] "
+                "without a path, e.g. https://app.example");
+    check_error(BASE "cors: {origins: [\"https://b\\u00fccher.example\"]}\n",
+                "t.yaml:5:18: origins: expected \"*\" or scheme://host[:port] "
+                "without a path, e.g. https://app.example");
 }
 
 /* ---- refused YAML ------------------------------------------------------- */
@@ -1200,6 +1246,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_key),
         cmocka_unit_test(test_wrong_kinds),
         cmocka_unit_test(test_source_checks),
+        cmocka_unit_test(test_history_redis),
         cmocka_unit_test(test_have_channels),
         cmocka_unit_test(test_route_checks),
         cmocka_unit_test(test_no_sources_no_routes),

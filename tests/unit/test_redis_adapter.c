@@ -246,6 +246,19 @@ static void test_url_errors(void **state)
     expect_start_error(fx, "redis://:hunter2@", "host");
     expect_start_error(fx, "redis://:hunter2%00x@example.net", "%-escape");
     expect_start_error(fx, "redis://:hunter2%zz@example.net", "%-escape");
+    /* Sentinel URLs: a list of sentinels, then /MASTER[/DB]. */
+    expect_start_error(fx, "redis+sentinel://:hunter2@h1:26379", "/MASTER");
+    expect_start_error(fx, "redis+sentinel://:hunter2@h1:26379//0",
+                       "/MASTER");
+    expect_start_error(fx, "redis+sentinel://:hunter2@h1,,h2/m", "empty");
+    expect_start_error(fx, "redis+sentinel://:hunter2@h1,:x@h2/m",
+                       "only the first");
+    expect_start_error(fx, "redis+sentinel://:hunter2@h1:0/m", "port");
+    expect_start_error(fx, "redis+sentinel://:hunter2@h1/m/x", "/DB");
+    assert_int_equal(redis_adapter_ops.check_url(
+                         "redis+sentinel://:pw@h1:26379,[::1],h3/mymaster/2",
+                         why, sizeof(why)),
+                     0);
     assert_int_equal(fx->h.nstates, 0); /* a failed start reports nothing */
 
     /* The Streams adapter shares the URL parser (redis_conn.c). */

@@ -662,6 +662,20 @@ static void test_subscriptions_configured(void **state)
 
     assert_int_equal(upstream_subscriptions(&fx->cfg, fx->table, 2, &s), 0);
     assert_strv(&s.exact, (const char *const *)streams, 1);
+    assert_false(s.keyed);
+    subs_free(&s);
+    fx_free(fx);
+
+    /* A source that lists its streams may also serve per-key routes. */
+    fx = fx_new();
+    fx->sources[2].streams.items = streams;
+    fx->sources[2].streams.count = 1;
+    fx_route(fx, "/job/{id}", "audit:job:{id}", NULL);
+    fx_build(fx);
+    assert_non_null(fx->table);
+    assert_int_equal(upstream_subscriptions(&fx->cfg, fx->table, 2, &s), 0);
+    assert_strv(&s.exact, (const char *const *)streams, 1);
+    assert_true(s.keyed);
     subs_free(&s);
     fx_free(fx);
 }
