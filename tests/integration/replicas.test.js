@@ -262,6 +262,34 @@ async function publishTo(to) {
     }
 }
 
+/* For a failure message: each live replica's gauges and counters that
+ * tell where an event stopped, and the log's newest entries in Redis. */
+async function describeState() {
+    const lines = [];
+    for (const r of ctx.replicas.filter(alive)) {
+        try {
+            const m = await metrics(r);
+            const keep = Object.entries(m).filter(([k]) => /leader|received|connections|history_events|source_up/.test(k));
+            lines.push(`${name(r)}: ${keep.map(([k, v]) => `${k}=${v}`).join(' ')}`);
+        } catch (err) {
+            lines.push(`${name(r)}: /metrics failed: ${err.message}`);
+        }
+    }
+    try {
+        const c = await connectRedis(ctx.redis.port);
+        try {
+            const tail = await c.command('XREVRANGE', `${ctx.historyKey}:log`, '+', '-', 'COUNT', '5');
+            lines.push(`log tail: ${JSON.stringify(tail)}`);
+        } finally {
+            c.close();
+        }
+    } catch (err) {
+        lines.push(`log tail: ${err.message}`);
+    }
+    lines.push(`published: ${published}`);
+    return lines.join('\n');
+}
+
 /* A failing step ends with every replica's stderr tail and nginx's log. */
 function withLogs(fn) {
     return async (t) => {
@@ -271,7 +299,8 @@ function withLogs(fn) {
             const tails = ctx.replicas.map((r) => `--- ${name(r)} stderr (tail) ---\n${r.stderrTail(15)}`);
             const nginxLog = ctx.nginx ? ctx.nginx.errorLog().split('\n').slice(-10).join('\n') : '';
             try {
-                err.message += `\n${tails.join('\n')}\n--- nginx error.log (tail) ---\n${nginxLog}`;
+                err.message += `\n${tails.join('\n')}\n--- nginx error.log (tail) ---\n${nginxLog}` +
+                    `\n--- state ---\n${await describeState()}`;
             } catch { /* read-only message */ }
             throw err;
         }
