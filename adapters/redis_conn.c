@@ -47,6 +47,7 @@
     "rediss:// (TLS) needs hiredis >= 1.0; Debian 12 ships 0.14"
 
 #define REDIS_CONN_SENTINEL_PORT 26379
+#define REDIS_CONN_SENTINEL_RETRY_MS 1000 /* the longest retry delay */
 #define REDIS_CONN_SENTINEL_SCHEME "redis+sentinel"
 
 enum redis_conn_phase {
@@ -398,6 +399,12 @@ static void redis_conn_close(struct redis_conn *conn)
 static void redis_conn_retry(struct redis_conn *conn, const char *status)
 {
     int64_t delay = source_backoff_ms(conn->attempt);
+
+    /* With Sentinel a retry asks a sentinel first, which is cheap, and a
+     * failover is over in seconds: do not sleep through it. */
+    if (conn->master_name != NULL && delay > REDIS_CONN_SENTINEL_RETRY_MS)
+        delay = REDIS_CONN_SENTINEL_RETRY_MS / 2 +
+                delay % (REDIS_CONN_SENTINEL_RETRY_MS / 2);
 
     /* A new reason is a state change worth a warning; the same reason
      * again (a server that keeps refusing) is debug noise. */

@@ -179,6 +179,8 @@ struct redis_log {
     struct rl_item *queue, **queue_tail;
     uint64_t queued_bytes;
     size_t inflight;           /* items at the queue's head being sent */
+    bool cmd_was_up;           /* connected before: now a reconnect */
+    int64_t acquire_after;     /* no lease taken anew before (mono ms) */
 
     uint64_t dropped, appended;
     size_t releasing;          /* lease releases not yet answered */
@@ -491,6 +493,8 @@ static void rl_lease_round(struct redis_log *log)
         if (ac == NULL || !redis_conn_is_up(log->cmd) || s->asking ||
             s->loading || !log->loaded)
             continue;
+        if (s->role == RL_FOLLOWER && now < log->acquire_after)
+            continue; /* see rl_cmd_ready */
         if (redisAsyncCommand(ac, rl_on_lease, (void *)(uintptr_t)i,
                               "EVAL %s 2 %s %s %s %s", rl_lease_script,
                               s->lease_key, s->epoch_key, log->token,
@@ -1192,13 +1196,40 @@ static const struct redis_conn_ops rl_tail_ops = {
 
 /* ---- the command connection ---------------------------------------------------------- */
 
+/* The PING of a new command connection: the server takes commands. */
+static void rl_on_cmd_hello(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis_log *log = redis_conn_owner(ac);
+    const redisReply *rep = reply;
+
+    if (log == NULL || rep == NULL)
+        return;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        char text[REDIS_CONN_TEXT_MAX];
+        snprintf(text, sizeof(text), "PING failed: %s",
+                 redis_conn_error_text(log->cmd, rep->str));
+        redis_conn_fail(log->cmd, text);
+        return;
+    }
+    redis_conn_mark_up(log->cmd);
+    if (log->cmd_was_up)
+        log->acquire_after = rl_mono_ms() + 2 * log->ttl_ms;
+    log->cmd_was_up = true;
+    if (log->loaded)
+        rl_lease_round(log);
+}
+
+/* A reconnect (Redis restarted or failed over) holds back this replica's
+ * attempts to take leases it does not hold for two ttl: the leader of
+ * before, reconnecting too, takes its lease back first and appends what
+ * it kept meanwhile, instead of losing it to whoever is first. */
 static void rl_cmd_ready(void *owner)
 {
     struct redis_log *log = owner;
 
-    redis_conn_mark_up(log->cmd);
-    if (log->loaded)
-        rl_lease_round(log);
+    if (redisAsyncCommand(redis_conn_context(log->cmd), rl_on_cmd_hello,
+                          NULL, "PING") != REDIS_OK)
+        redis_conn_fail(log->cmd, "cannot queue PING");
 }
 
 /* Everything outstanding is gone with the connection: the batch in

@@ -124,9 +124,11 @@ void metrics_render(const struct bridge *b, struct evbuffer *out)
     metrics_keyed(b, out);
     replica_metrics(b, out);
     metrics_header(out, "sluice_source_up", "gauge",
-                   "1 when the source is connected and subscribed.");
+                   "1 when the source is connected and subscribed (with a "
+                   "shared history: here, or on the replica that ingests "
+                   "it).");
     for (size_t i = 0; i < b->nsources; i++)
         evbuffer_add_printf(out, "sluice_source_up{source=\"%s\"} %d\n",
                             b->cfg->sources[i].name,
-                            b->sources[i].state == SOURCE_UP);
+                            replica_source_up(b, (uint32_t)i));
 }

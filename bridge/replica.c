@@ -108,6 +108,12 @@ static void replica_start_source(struct bridge *b, uint32_t i)
  * Source i's lease came or went. Its adapter runs on the leader; on the
  * other replicas it runs only for per-key routes (which read keys of
  * their own and ingest nothing), with no subscriptions of its own.
+ *
+ * A leader that steps down disconnects; it never unsubscribes: an MQTT
+ * session (clean_session: false) must keep its subscriptions, so that
+ * the broker queues for the next leader what is published meanwhile.
+ * Only a redis-stream source kept for per-key routes drops its streams
+ * (XREAD holds nothing on the server).
  */
 static void replica_on_leader(void *ctx, uint32_t i, bool leader)
 {
@@ -117,13 +123,14 @@ static void replica_on_leader(void *ctx, uint32_t i, bool leader)
 
     if (leader && b->draining)
         return;
-    replica_resubscribe(b, i);
-    if (leader && !running) {
-        replica_start_source(b, i);
-    } else if (!leader && !src->subs.keyed) {
+    if (!leader && !src->subs.keyed) {
         src->ops->stop(src);
         source_set_state(src, SOURCE_DOWN, "another replica ingests");
     }
+    /* Stopped: only recorded for the next start. */
+    replica_resubscribe(b, i);
+    if (leader && !running)
+        replica_start_source(b, i);
 }
 
 static void replica_on_state(void *ctx)
@@ -230,6 +237,13 @@ bool replica_ready(const struct bridge *b)
     return b->log == NULL || b->log_loaded;
 }
 
+bool replica_source_up(const struct bridge *b, uint32_t i)
+{
+    if (b->log != NULL && !redis_log_leads(b->log, i))
+        return redis_log_led_elsewhere(b->log, i);
+    return b->sources[i].state == SOURCE_UP;
+}
+
 /* One source: up here, or led by another replica. */
 static bool replica_source_ready(const struct bridge *b, uint32_t i,
                                  struct evbuffer *body)
@@ -237,9 +251,7 @@ static bool replica_source_ready(const struct bridge *b, uint32_t i,
     const struct source *src = &b->sources[i];
     bool leads = b->log == NULL || redis_log_leads(b->log, i);
 
-    if (!leads && redis_log_led_elsewhere(b->log, i))
-        return true;
-    if (leads && src->state == SOURCE_UP)
+    if (replica_source_up(b, i))
         return true;
     if (!leads)
         evbuffer_add_printf(body, "source %s: no replica ingests it yet\n",

@@ -65,6 +65,10 @@ int replica_last_entry_id(struct bridge *b, struct source *src,
 /* True when streams can be served (the log is loaded; local: always). */
 bool replica_ready(const struct bridge *b);
 
+/* Source i is ingested: connected here, or (with a shared history) by the
+ * replica that holds its lease. For /readyz and sluice_source_up. */
+bool replica_source_up(const struct bridge *b, uint32_t i);
+
 /*
  * Appends /readyz lines for the history and the sources; false when not
  * ready. Ready means: the history is up, and every source is up here or
