@@ -38,6 +38,7 @@
 #define RL_XREAD_COUNT "512"
 #define RL_BLOCK_MS 2000
 #define RL_TAG_LEN 10
+#define RL_WAIT_MS 1000         /* WAIT for a replica after an append */
 #define RL_LOAD_PAGE 500        /* entries per XREVRANGE of the first load */
 
 /* Acquire or renew: {1, epoch} still ours, {2, epoch} just taken, {0, 0}
@@ -180,6 +181,7 @@ struct redis_log {
     uint64_t queued_bytes;
     size_t inflight;           /* items at the queue's head being sent */
     bool cmd_was_up;           /* connected before: now a reconnect */
+    bool wait_replica;         /* Sentinel: WAIT 1 after each append */
     int64_t acquire_after;     /* no lease taken anew before (mono ms) */
 
     uint64_t dropped, appended;
@@ -580,6 +582,7 @@ static void rl_words_entry(struct rl_words *w, const struct rl_item *it,
 }
 
 static void rl_on_appended(redisAsyncContext *ac, void *reply, void *priv);
+static void rl_on_replicated(redisAsyncContext *ac, void *reply, void *priv);
 
 /* Sends the batch at the queue's head: consecutive items of one source
  * this replica leads. */
@@ -636,7 +639,11 @@ static void rl_flush(struct redis_log *log)
         rl_words_entry(&w, it, s->name);
     if (redisAsyncCommandArgv(redis_conn_context(log->cmd), rl_on_appended,
                               (void *)(uintptr_t)n, (int)w.argc, argv,
-                              lens) != REDIS_OK) {
+                              lens) != REDIS_OK ||
+        (log->wait_replica &&
+         redisAsyncCommand(redis_conn_context(log->cmd), rl_on_replicated,
+                           NULL, "WAIT 1 %lld",
+                           (long long)RL_WAIT_MS) != REDIS_OK)) {
         redis_conn_fail(log->cmd, "cannot queue an append");
         goto out;
     }
@@ -697,7 +704,33 @@ static void rl_on_appended(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     log->appended += (uint64_t)rep->integer;
+    if (log->wait_replica) {
+        log->inflight = n; /* popped when a replica has it too */
+        return;
+    }
     rl_queue_pop(log, n);
+    rl_flush_soon(log);
+}
+
+/*
+ * WAIT 1 after an append (with Sentinel): the batch is popped only once a
+ * replica has it (or after RL_WAIT_MS, logged), so a failover right after
+ * the append does not lose what the master acknowledged: the batch is
+ * sent again to the new master, and its counters skip what did arrive.
+ */
+static void rl_on_replicated(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis_log *log = redis_conn_owner(ac);
+    const redisReply *rep = reply;
+
+    if (log == NULL || rep == NULL || log->inflight == 0)
+        return; /* the append failed: handled there */
+    if (rep->type != REDIS_REPLY_INTEGER || rep->integer < 1)
+        log_limited(LOG_WARN, 10000, "history: an append reached no replica "
+                    "within %d ms (a failover now would lose it)",
+                    RL_WAIT_MS);
+    rl_queue_pop(log, log->inflight);
+    log->inflight = 0;
     rl_flush_soon(log);
 }
 
@@ -1367,6 +1400,8 @@ struct redis_log *redis_log_new(struct event_base *base,
     snprintf(log->log_key, sizeof(log->log_key), "%s:log", prefix);
     snprintf(log->meta_key, sizeof(log->meta_key), "%s:meta", prefix);
     url = strdup(cfg->history.redis);
+    log->wait_replica = strncmp(cfg->history.redis, "redis+sentinel://",
+                                strlen("redis+sentinel://")) == 0;
     rl_conn_source(log, &log->tail_src, &log->tail_cfg, "history-read", url);
     rl_conn_source(log, &log->cmd_src, &log->cmd_cfg, "history-write", url);
     if (url == NULL ||

@@ -48,11 +48,29 @@ static void replica_on_entry(void *ctx, struct message *msg)
     feed_dispatch(b, msg);
 }
 
+/* Cuts the streams on the shared history (with `all` false, only those
+ * that were sent anything after pos): they resume by id and get a
+ * reset. */
+static void replica_cut_streams(struct bridge *b, bool all, uint64_t pos)
+{
+    for (struct stream *s = b->streams; s != NULL; s = s->next) {
+        if (s->feed == NULL || s->feed->history != NULL)
+            continue; /* a per-key stream: its own history */
+        if (!all && s->sent_seq <= pos)
+            continue;
+        s->reap_reason = DROP_REPLAY;
+        bridge_schedule_reap(b, s);
+    }
+}
+
+/* The log lost its tail after last_pos (a failover): the streams that
+ * were sent lost entries must not go on as if they had not been. */
 static void replica_on_rolled_back(void *ctx, uint64_t last_pos)
 {
     struct bridge *b = ctx;
 
     history_key_forget_after(b->history, last_pos);
+    replica_cut_streams(b, false, last_pos);
 }
 
 /* Entries were trimmed before this replica read them: ids in between are
@@ -63,12 +81,7 @@ static void replica_on_gap(void *ctx, uint64_t last_pos, uint64_t pos)
     struct bridge *b = ctx;
 
     history_key_mark_lost(b->history, last_pos, pos);
-    for (struct stream *s = b->streams; s != NULL; s = s->next) {
-        if (s->feed == NULL || s->feed->history != NULL)
-            continue; /* a per-key stream: its own history */
-        s->reap_reason = DROP_REPLAY;
-        bridge_schedule_reap(b, s);
-    }
+    replica_cut_streams(b, true, 0);
 }
 
 static void replica_on_live(void *ctx, bool live)

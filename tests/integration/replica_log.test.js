@@ -12,7 +12,8 @@
 const assert = require('node:assert/strict');
 const { after, before, describe, test } = require('node:test');
 const { httpRequest, openSse } = require('./lib/sse');
-const { waitFor } = require('./lib/procs');
+const fs = require('node:fs');
+const { makeTempDir, waitFor } = require('./lib/procs');
 const { connectRedis, startRedis } = require('./lib/redis');
 const { runSluice, startSluice, writeConfig } = require('./lib/sluice');
 
@@ -279,6 +280,65 @@ describe('a replica that falls behind the trimming', () => {
         const reset = await again.waitForFrame((f) => f.event === 'reset', 'a reset');
         assert.equal(JSON.parse(reset.data).reason, 'expired');
         again.close();
+    });
+});
+
+describe('a Redis that comes back without the log\'s tail', () => {
+    const ctx = { redis: null, s: null, aofDir: null };
+    after(async () => {
+        await ctx.s?.stop();
+        await ctx.redis?.stop();
+    });
+
+    test('streams that saw the lost entries are cut; their ids are unknown-id; older ids resume', async () => {
+        /* What a failover to a replica that lagged does, made exact: the
+         * AOF of a moment ago brought back under the running replicas. */
+        ctx.aofDir = makeTempDir('sluice-aof-');
+        const aof = ['--appendfsync', 'always'];
+        ctx.redis = await startRedis(undefined, { aofDir: ctx.aofDir, args: aof });
+        const port = ctx.redis.port;
+        ctx.s = await startSluice(config(port, 'it-roll'), { env });
+        let pub = await connectRedis(port);
+        const c = await open(ctx.s.port);
+        for (let i = 1; i <= 5; i++) {
+            await pub.xadd('audit', ['n', String(i)]);
+        }
+        const kept = await c.waitForEvents(5);
+        pub.close();
+        await ctx.redis.stop('SIGKILL');
+        const snapshot = makeTempDir('sluice-aof-snap-');
+        fs.cpSync(ctx.aofDir, snapshot, { recursive: true });
+        ctx.redis = await startRedis(port, { aofDir: ctx.aofDir, args: aof });
+        pub = await connectRedis(port);
+        await waitFor(async () => (await httpRequest(ctx.s.port, '/readyz')).status === 200,
+            '/readyz 200 after the first restart', 20000, 100);
+        for (let i = 6; i <= 8; i++) {
+            await pub.xadd('audit', ['n', String(i)]);
+        }
+        const seen = await c.waitForEvents(8);
+        assert.deepEqual(seen.map(payloadN), [1, 2, 3, 4, 5, 6, 7, 8]);
+        pub.close();
+
+        /* Redis comes back as it was after 5. */
+        await ctx.redis.stop('SIGKILL');
+        ctx.redis = await startRedis(port, { aofDir: snapshot, args: aof });
+        await c.waitForEnd(20000);
+        assert.match(ctx.s.stderr, /a failover lost its tail/);
+        assert.ok(!c.frames.some((f) => f.event === 'reset'));
+
+        const lost = await open(ctx.s.port, { 'Last-Event-ID': seen[7].id });
+        const reset = await lost.waitForFrame((f) => f.event === 'reset', 'a reset');
+        assert.equal(JSON.parse(reset.data).reason, 'unknown-id');
+        lost.close();
+
+        pub = await connectRedis(port);
+        const resumed = await open(ctx.s.port, { 'Last-Event-ID': kept[4].id });
+        await pub.xadd('audit', ['n', '9']);
+        const [next] = await resumed.waitForEvents(1);
+        assert.equal(payloadN(next), 9, 'a stream from before the loss goes on with what comes next');
+        assert.ok(!resumed.frames.some((f) => f.event === 'reset'));
+        resumed.close();
+        pub.close();
     });
 });
 

@@ -514,8 +514,15 @@ describe('three replicas, one history in Redis, behind nginx, read by Chromium',
     }));
 });
 
+/* libfaketime and AddressSanitizer's start-up deadlock (the process hangs
+ * before main); the release build runs this, the ASan pass skips it. */
+const UNDER_ASAN = /asan/.test(process.env.SLUICE_BIN || '');
+
 describe('local histories started in the same millisecond', () => {
-    test('two processes issue ids the other refuses', { timeout: 60000 }, withLogs(async (t) => {
+    test('two processes issue ids the other refuses', {
+        timeout: 60000,
+        skip: UNDER_ASAN && 'libfaketime hangs an ASan build at start; the release pass runs it',
+    }, withLogs(async (t) => {
         assert.ok(fs.existsSync(FAKETIME_LIB), `libfaketime not found at ${FAKETIME_LIB} (apt-get install faketime)`);
         const redis = await startRedis();
         const config = [
