@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "bridge/bridge.h"
+#include "bridge/tls.h"
 #include "lib/log.h"
 #include "lib/route.h"
 #include "bridge/upstream.h"
@@ -115,6 +116,31 @@ static int main_check_urls(const struct config *cfg)
     return rc;
 }
 
+/*
+ * The tls block's files, loaded as the server will (a missing file, a
+ * certificate or key OpenSSL refuses, a key that does not match), and
+ * the http2 block: HTTP/2 is not served yet, so asking for it is an
+ * error rather than a silent HTTP/1.1. 0, or -1 after printing
+ * FILE:LINE:COL errors.
+ */
+static int main_check_transport(const struct config *cfg)
+{
+    char err[1024];
+
+    if (cfg->http2.enabled) {
+        fprintf(stderr, "%s:%d:%d: http2.enabled: HTTP/2 is not implemented "
+                "in this build yet; sluice serves HTTP/1.1 (over TLS with "
+                "a tls block): remove the key or set it to false\n",
+                cfg->file, cfg->http2.enabled_pos.line,
+                cfg->http2.enabled_pos.col);
+        return -1;
+    }
+    if (!cfg->tls.present || tls_check(cfg, err, sizeof(err)) == 0)
+        return 0;
+    fprintf(stderr, "%s\n", err);
+    return -1;
+}
+
 static int main_load(const char *path, struct config **cfg,
                      struct route_table **routes)
 {
@@ -127,7 +153,7 @@ static int main_load(const char *path, struct config **cfg,
         free(errors);
         return -1;
     }
-    if (main_check_urls(*cfg) < 0) {
+    if (main_check_urls(*cfg) < 0 || main_check_transport(*cfg) < 0) {
         config_free(*cfg);
         *cfg = NULL;
         return -1;

@@ -20,10 +20,14 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "auth/auth.h"
 #include "bridge/bridge.h"
@@ -34,6 +38,7 @@
 #include "lib/query.h"
 #include "lib/route.h"
 #include "bridge/stream.h"
+#include "bridge/tls.h"
 
 #define SERVER_MAX_HEADERS_SIZE (16 * 1024)
 #define SERVER_MAX_BODY_SIZE 4096
@@ -66,6 +71,7 @@
 struct server_pending {
     struct bufferevent *bev; /* one reference */
     int64_t deadline_ms;
+    bool tls;                /* bev is a bufferevent_openssl */
     struct server_pending *next;
 };
 
@@ -74,6 +80,7 @@ struct server {
     struct evhttp *http;
     struct evhttp_bound_socket *socket;
     struct server_pending *pending; /* newest first */
+    struct tls *tls;                /* owned; NULL: cleartext */
 };
 
 /* evhttp_send_reply without the body for HEAD (evhttp 2.1 would send it). */
@@ -486,18 +493,46 @@ int server_rehome(struct server *srv, struct stream *s)
     return rc;
 }
 
-/* evhttp: a new connection's bufferevent (as evhttp would create it),
- * tracked until its first request arrives. */
+/* A TLS connection's bufferevent, its handshake still to come: evhttp
+ * hands it the socket (bufferevent_setfd) and then reads requests
+ * through it as from a plain one. A client that closes without a TLS
+ * close_notify is an ordinary end of stream, not an error. */
+static struct bufferevent *server_tls_bufferevent(struct server *srv,
+                                                  struct event_base *base)
+{
+    SSL *ssl = tls_ssl_new(srv->tls);
+    struct bufferevent *bev;
+
+    if (ssl == NULL)
+        return NULL;
+    bev = bufferevent_openssl_socket_new(base, -1, ssl,
+                                         BUFFEREVENT_SSL_ACCEPTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+/* evhttp: a new connection's bufferevent (as evhttp would create it, or
+ * a TLS one), tracked until its first request arrives. The deadline
+ * covers the TLS handshake too: a client that never finishes it is
+ * dropped like a slowloris. */
 static struct bufferevent *server_new_bufferevent(struct event_base *base,
                                                   void *arg)
 {
     struct server *srv = arg;
     struct bufferevent *bev =
-        bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+        srv->tls != NULL ? server_tls_bufferevent(srv, base)
+                         : bufferevent_socket_new(base, -1,
+                                                  BEV_OPT_CLOSE_ON_FREE);
     struct server_pending *p;
 
     if (bev == NULL)
         return NULL;
+    srv->bridge->metrics.connections_accepted[srv->tls != NULL]++;
     bufferevent_setwatermark(bev, EV_READ, 0, SERVER_MAX_INPUT);
     p = malloc(sizeof(*p));
     if (p == NULL)
@@ -505,6 +540,7 @@ static struct bufferevent *server_new_bufferevent(struct event_base *base,
     bufferevent_incref(bev);
     p->bev = bev;
     p->deadline_ms = bridge_now_ms() + SERVER_REQUEST_DEADLINE_MS;
+    p->tls = srv->tls != NULL;
     p->next = srv->pending;
     srv->pending = p;
     return bev;
@@ -541,23 +577,62 @@ static bool server_pending_gone(const struct server_pending *p)
     return readcb == NULL && writecb == NULL && eventcb == NULL;
 }
 
+/* True when p is a TLS connection whose handshake never completed. */
+static bool server_pending_handshaking(const struct server_pending *p)
+{
+    SSL *ssl;
+
+    if (!p->tls)
+        return false;
+    ssl = bufferevent_openssl_get_ssl(p->bev);
+    return ssl != NULL && !SSL_is_init_finished(ssl);
+}
+
+/*
+ * A TLS connection ended (or is being ended) before its handshake
+ * completed: counted by why, and logged at most every 10 s with
+ * OpenSSL's reason (never anything the client sent).
+ */
+static void server_handshake_failed(struct server *srv,
+                                    struct server_pending *p, bool timeout)
+{
+    unsigned long e = bufferevent_get_openssl_error(p->bev);
+    const char *why = e != 0 ? ERR_reason_error_string(e) : NULL;
+    enum tls_failure kind = timeout       ? TLS_FAIL_TIMEOUT
+                            : e != 0      ? TLS_FAIL_ERROR
+                                          : TLS_FAIL_CLOSED;
+
+    while (bufferevent_get_openssl_error(p->bev) != 0)
+        ; /* the rest of its queue */
+    srv->bridge->metrics.tls_handshake_failures[kind]++;
+    if (timeout)
+        why = "no handshake within the request deadline";
+    else if (why == NULL)
+        why = "closed by the client";
+    log_limited(LOG_INFO, 10000, "TLS handshake failed: %s", why);
+}
+
 void server_sweep(struct server *srv, int64_t now_ms)
 {
     struct server_pending **link = &srv->pending;
 
     while (*link != NULL) {
         struct server_pending *p = *link;
-        if (!server_pending_gone(p) && now_ms < p->deadline_ms) {
+        bool gone = server_pending_gone(p);
+
+        if (!gone && now_ms < p->deadline_ms) {
             link = &p->next;
             continue;
         }
-        if (!server_pending_gone(p)) {
+        if (server_pending_handshaking(p))
+            server_handshake_failed(srv, p, !gone);
+        else if (!gone)
             log_limited(LOG_INFO, 10000, "closed a connection that did not "
                         "send a whole request within %d s",
                         SERVER_TIMEOUT_S);
+        if (!gone)
             bufferevent_trigger_event(p->bev, BEV_EVENT_EOF | BEV_EVENT_READING,
                                       0);
-        }
         *link = p->next;
         server_pending_release(p);
     }
@@ -598,15 +673,24 @@ static void server_handle(struct evhttp_request *req, void *arg)
         server_reply_method_not_allowed(req);
 }
 
-struct server *server_new(struct bridge *b)
+struct server *server_new(struct bridge *b, char *err, size_t errlen)
 {
     struct server *srv = calloc(1, sizeof(*srv));
 
-    if (srv == NULL)
+    if (srv == NULL) {
+        snprintf(err, errlen, "server: out of memory");
         return NULL;
+    }
     srv->bridge = b;
+    if (b->cfg->tls.present &&
+        (srv->tls = tls_new(b->cfg, err, errlen)) == NULL) {
+        free(srv);
+        return NULL;
+    }
     srv->http = evhttp_new(b->base);
     if (srv->http == NULL) {
+        snprintf(err, errlen, "server: out of memory");
+        tls_free(srv->tls);
         free(srv);
         return NULL;
     }
@@ -727,5 +811,24 @@ void server_free(struct server *srv)
         srv->pending = p->next;
         server_pending_release(p);
     }
+    tls_free(srv->tls);
     free(srv);
+}
+
+int server_reload_tls(struct server *srv, const struct config *cfg, char *err,
+                      size_t errlen)
+{
+    if (srv->tls == NULL || !cfg->tls.present) {
+        if ((srv->tls != NULL) != cfg->tls.present) {
+            snprintf(err, errlen, "turning tls on or off needs a restart");
+            return -1;
+        }
+        return 0;
+    }
+    return tls_reload(srv->tls, cfg, err, errlen);
+}
+
+bool server_is_tls(const struct server *srv)
+{
+    return srv->tls != NULL;
 }

@@ -15,12 +15,24 @@
 #include <stdint.h>
 
 struct bridge;
+struct config;
 struct evhttp_request;
 struct server;
 struct stream;
 
-/* Creates the evhttp server on b->base (not listening). NULL on ENOMEM. */
-struct server *server_new(struct bridge *b);
+/* Creates the evhttp server on b->base (not listening), with TLS when
+ * b->cfg has a tls block. NULL with err set (ENOMEM, or a certificate or
+ * key that cannot be used). */
+struct server *server_new(struct bridge *b, char *err, size_t errlen);
+
+/* After SIGHUP: loads cfg's certificate and key for new handshakes; open
+ * connections keep theirs. 0, or -1 with err set (the running certificate
+ * stays; turning TLS on or off needs a restart). */
+int server_reload_tls(struct server *srv, const struct config *cfg, char *err,
+                      size_t errlen);
+
+/* True when the server speaks TLS. */
+bool server_is_tls(const struct server *srv);
 
 /* Binds cfg->listen_host:listen_port. 0, or -1 with err filled. */
 int server_listen(struct server *srv, char *err, size_t errlen);

@@ -50,6 +50,7 @@
 #include "bridge/bridge.h"
 #include "lib/compress.h"
 #include "bridge/feed.h"
+#include "bridge/server.h"
 #include "bridge/writer.h"
 #include "lib/history.h"
 #include "lib/lastvalue.h"
@@ -258,7 +259,7 @@ static void stream_send_frame(struct stream *s, const char *data, size_t len)
     struct evbuffer *out = stream_output(s);
     ssize_t n = 0;
 
-    if (!s->dirty && evbuffer_get_length(out) == 0) {
+    if (!s->tls && !s->dirty && evbuffer_get_length(out) == 0) {
         n = send(s->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0)
             n = 0; /* EAGAIN, or an error stream_write will meet */
@@ -296,6 +297,27 @@ void stream_deliver(struct stream *s, const struct frame *f, uint64_t seq)
         stream_end(s);
 }
 
+/*
+ * Hot path, TLS: the turn's frames were only appended to the output;
+ * enabling writes lets bufferevent_openssl encrypt and send them all now,
+ * and it keeps writing as the socket drains. Writes stay disabled while
+ * nothing waits, so that appends between turns do not each become a TLS
+ * record of their own.
+ */
+static void stream_write_tls(struct stream *s, struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+
+    if (evbuffer_get_length(out) == 0) {
+        bufferevent_disable(bev, EV_WRITE);
+        return;
+    }
+    bufferevent_enable(bev, EV_WRITE);
+    if (evbuffer_get_length(out) == 0)
+        bufferevent_disable(bev, EV_WRITE);
+    s->last_write_ms = stream_now_ms(s);
+}
+
 void stream_write(struct stream *s)
 {
     struct bufferevent *bev;
@@ -305,6 +327,10 @@ void stream_write(struct stream *s)
     if (s->evcon == NULL || s->closing || !s->live)
         return;
     bev = evhttp_connection_get_bufferevent(s->evcon);
+    if (s->tls) {
+        stream_write_tls(s, bev);
+        return;
+    }
     out = bufferevent_get_output(bev);
     if (evbuffer_get_length(out) == 0) {
         bufferevent_disable(bev, EV_WRITE);
@@ -690,6 +716,7 @@ static void stream_destroy(struct stream *s)
     if (s->next != NULL)
         s->next->prev = s->prev;
     b->nstreams--;
+    b->metrics.streams_open[s->tls]--;
     compressor_free(s->z);
     free(s);
 }
@@ -931,6 +958,8 @@ struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
     b->streams = s;
     b->nstreams++;
     b->metrics.streams_opened++;
+    s->tls = server_is_tls(b->server);
+    b->metrics.streams_open[s->tls]++;
     feed_attach(f, s);
 
     evhttp_add_header(hdrs, "Content-Type", "text/event-stream");

@@ -60,6 +60,8 @@ struct stream {
     bool closing;          /* final "retry:" being flushed, then freed */
     bool chunked;          /* HTTP/1.1 chunked body (else close-delimited) */
     bool dirty;            /* on the writer's list: output waits */
+    bool tls;              /* the connection is TLS: every byte goes
+                              through its bufferevent (no direct send) */
 };
 
 /*
