@@ -624,8 +624,10 @@ void server_sweep(struct server *srv, int64_t now_ms)
             link = &p->next;
             continue;
         }
+        /* Past the deadline is a timeout, ours or evhttp's idle one
+         * (same length) that closed it first. */
         if (server_pending_handshaking(p))
-            server_handshake_failed(srv, p, !gone);
+            server_handshake_failed(srv, p, now_ms >= p->deadline_ms);
         else if (!gone)
             log_limited(LOG_INFO, 10000, "closed a connection that did not "
                         "send a whole request within %d s",

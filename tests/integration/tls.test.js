@@ -307,3 +307,23 @@ describe('SIGHUP reloads the certificate', () => {
         }
     });
 });
+
+describe('SIGTERM over TLS (last: it stops this sluice)', () => {
+    it('an open TLS stream gets its final retry: and a clean end (no reset); exit 0', async () => {
+        const sock = tls.connect({ host: '127.0.0.1', port: ctx.sluice.port, rejectUnauthorized: false });
+        const state = { text: '', end: false, error: null };
+        sock.on('data', (d) => { state.text += d.toString('latin1'); });
+        sock.on('end', () => { state.end = true; });
+        sock.on('error', (err) => { state.error = err; });
+        const closed = new Promise((resolve) => sock.on('close', resolve));
+        await new Promise((resolve) => sock.once('secureConnect', resolve));
+        sock.write('GET /r/term HTTP/1.1\r\nHost: x\r\n\r\n');
+        await waitFor(() => state.text.includes('retry:'), 'the stream to open');
+        const stopped = ctx.sluice.stop('SIGTERM');
+        await closed;
+        assert.equal((state.text.match(/retry: \d+/g) || []).length, 2, `a final retry: ${state.text}`);
+        assert.equal(state.error, null, 'no reset');
+        assert.equal(state.end, true, 'ended with a FIN');
+        assert.deepEqual(await stopped, { code: 0, signal: null });
+    });
+});
