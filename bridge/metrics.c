@@ -99,10 +99,14 @@ static void metrics_transport(const struct bridge *b, struct evbuffer *out)
                             (unsigned long long)m->connections_accepted[tls]);
     metrics_header(out, "sluice_streams", "gauge",
                    "Open SSE streams, by protocol and TLS.");
-    for (int tls = 0; tls < 2; tls++)
-        evbuffer_add_printf(out, "sluice_streams{protocol=\"h1\",tls=\"%s\"} "
-                            "%llu\n", tls ? "true" : "false",
-                            (unsigned long long)m->streams_open[tls]);
+    for (int h2 = 0; h2 < 2; h2++)
+        for (int tls = 0; tls < 2; tls++)
+            evbuffer_add_printf(out, "sluice_streams{protocol=\"%s\","
+                                "tls=\"%s\"} %llu\n", h2 ? "h2" : "h1",
+                                tls ? "true" : "false",
+                                (unsigned long long)m->streams_open[h2][tls]);
+    metrics_value(out, "sluice_h2_connections", "gauge",
+                  "Open HTTP/2 connections.", m->h2_connections);
     metrics_header(out, "sluice_tls_handshake_failures_total", "counter",
                    "TLS connections that ended before their handshake "
                    "completed, by reason.");

@@ -32,6 +32,7 @@
 #include "auth/auth.h"
 #include "bridge/bridge.h"
 #include "bridge/feed.h"
+#include "bridge/h1.h"
 #include "bridge/keyed.h"
 #include "lib/history.h"
 #include "lib/log.h"
@@ -83,24 +84,24 @@ struct server {
     struct tls *tls;                /* owned; NULL: cleartext */
 };
 
-/* evhttp_send_reply without the body for HEAD (evhttp 2.1 would send it). */
-static void server_send(struct evhttp_request *req, int code,
+/* A whole response, without the body for HEAD (evhttp 2.1 would send
+ * it). */
+static void server_send(const struct request *req, int code,
                         const char *reason, struct evbuffer *body)
 {
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)
+    if (req->method == REQUEST_HEAD)
         body = NULL;
-    evhttp_send_reply(req, code, reason, body);
+    req->ops->reply(req, code, reason, body);
 }
 
 /* One short line of text; never echoes client input that could hold a
  * token. */
-static void server_reply_text(struct evhttp_request *req, int code,
+static void server_reply_text(const struct request *req, int code,
                               const char *reason, const char *text)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     struct evbuffer *body = evbuffer_new();
 
-    evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
+    evhttp_add_header(req->out, "Content-Type", "text/plain; charset=utf-8");
     if (body != NULL)
         evbuffer_add_printf(body, "%s\n", text);
     server_send(req, code, reason, body);
@@ -126,12 +127,11 @@ static const char *server_cors_match(const struct config *cfg,
  * referrer, and CORS for configured origins only. Returns whether the
  * request's origin is allowed. */
 static bool server_add_common_headers(struct server *srv,
-                                      struct evhttp_request *req)
+                                      const struct request *req)
 {
     const struct config *cfg = srv->bridge->cfg;
-    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-    const char *origin =
-        evhttp_find_header(evhttp_request_get_input_headers(req), "Origin");
+    struct evkeyvalq *out = req->out;
+    const char *origin = evhttp_find_header(req->in, "Origin");
     const char *allowed;
 
     evhttp_add_header(out, "Cache-Control", "no-store");
@@ -151,9 +151,9 @@ static bool server_add_common_headers(struct server *srv,
 
 /* OPTIONS: Allow for everyone, the Access-Control-* answer only for an
  * allowed origin. */
-static void server_reply_preflight(struct evhttp_request *req, bool cors)
+static void server_reply_preflight(const struct request *req, bool cors)
 {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    struct evkeyvalq *out = req->out;
 
     evhttp_add_header(out, "Allow", SERVER_ALLOW);
     if (cors) {
@@ -162,13 +162,12 @@ static void server_reply_preflight(struct evhttp_request *req, bool cors)
                           "Authorization, Last-Event-ID, Cache-Control");
         evhttp_add_header(out, "Access-Control-Max-Age", "600");
     }
-    evhttp_send_reply(req, 204, "No Content", NULL);
+    req->ops->reply(req, 204, "No Content", NULL);
 }
 
-static void server_reply_method_not_allowed(struct evhttp_request *req)
+static void server_reply_method_not_allowed(const struct request *req)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-                      SERVER_ALLOW);
+    evhttp_add_header(req->out, "Allow", SERVER_ALLOW);
     server_reply_text(req, 405, "Method Not Allowed", "method not allowed");
 }
 
@@ -178,14 +177,14 @@ static void server_reply_method_not_allowed(struct evhttp_request *req)
  * go to the log; readyz_details opts in to showing it here.
  */
 static void server_handle_readyz(struct server *srv,
-                                 struct evhttp_request *req)
+                                 const struct request *req)
 {
     struct bridge *b = srv->bridge;
     struct evbuffer *body = evbuffer_new();
     bool ready = true;
 
     if (body == NULL) {
-        evhttp_send_error(req, 503, "Service Unavailable");
+        req->ops->reply(req, 503, "Service Unavailable", NULL);
         return;
     }
     for (size_t i = 0; i < b->nsources; i++) {
@@ -203,24 +202,23 @@ static void server_handle_readyz(struct server *srv,
     }
     if (ready)
         evbuffer_add(body, "ok\n", 3);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "text/plain; charset=utf-8");
+    evhttp_add_header(req->out, "Content-Type", "text/plain; charset=utf-8");
     server_send(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable",
                 body);
     evbuffer_free(body);
 }
 
 static void server_handle_metrics(struct server *srv,
-                                  struct evhttp_request *req)
+                                  const struct request *req)
 {
     struct evbuffer *body = evbuffer_new();
 
     if (body == NULL) {
-        evhttp_send_error(req, 503, "Service Unavailable");
+        req->ops->reply(req, 503, "Service Unavailable", NULL);
         return;
     }
     metrics_render(srv->bridge, body);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+    evhttp_add_header(req->out, "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
     server_send(req, 200, "OK", body);
     evbuffer_free(body);
@@ -228,16 +226,15 @@ static void server_handle_metrics(struct server *srv,
 
 /* /healthz, /readyz, /metrics. Returns false when path is none of them. */
 static bool server_handle_reserved(struct server *srv,
-                                   struct evhttp_request *req,
+                                   const struct request *req,
                                    const char *path, bool cors)
 {
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    bool get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
+    bool get = req->method == REQUEST_GET || req->method == REQUEST_HEAD;
 
     if (strcmp(path, "/healthz") != 0 && strcmp(path, "/readyz") != 0 &&
         strcmp(path, "/metrics") != 0)
         return false;
-    if (cmd == EVHTTP_REQ_OPTIONS)
+    if (req->method == REQUEST_OPTIONS)
         server_reply_preflight(req, cors);
     else if (!get)
         server_reply_method_not_allowed(req);
@@ -252,10 +249,10 @@ static bool server_handle_reserved(struct server *srv,
 
 /* Overload (SPEC 4): 200, a long retry, close. The browser comes back
  * later by itself instead of hammering with errors. */
-void server_reply_come_back(struct bridge *b, struct evhttp_request *req,
+void server_reply_come_back(struct bridge *b, const struct request *req,
                             int64_t retry_ms, bool overload)
 {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    struct evkeyvalq *out = req->out;
     struct evbuffer *body = evbuffer_new();
 
     if (overload)
@@ -264,25 +261,23 @@ void server_reply_come_back(struct bridge *b, struct evhttp_request *req,
     evhttp_add_header(out, "Connection", "close");
     if (body != NULL)
         evbuffer_add_printf(body, "retry: %lld\n\n", (long long)retry_ms);
-    evhttp_send_reply(req, 200, "OK", body);
+    req->ops->reply(req, 200, "OK", body);
     if (body != NULL)
         evbuffer_free(body);
 }
 
 static void server_reply_overload(struct server *srv,
-                                  struct evhttp_request *req)
+                                  const struct request *req)
 {
     server_reply_come_back(srv->bridge, req,
                            srv->bridge->cfg->stream.retry_overload_ms, true);
 }
 
-static void server_reply_head(struct evhttp_request *req)
+static void server_reply_head(const struct request *req)
 {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-
-    evhttp_add_header(out, "Content-Type", "text/event-stream");
-    evhttp_add_header(out, "X-Accel-Buffering", "no");
-    evhttp_send_reply(req, 200, "OK", NULL);
+    evhttp_add_header(req->out, "Content-Type", "text/event-stream");
+    evhttp_add_header(req->out, "X-Accel-Buffering", "no");
+    req->ops->reply(req, 200, "OK", NULL);
 }
 
 /* Why a stream request was refused: an HTTP status and one line. */
@@ -316,16 +311,15 @@ static void server_target_clear(struct server_target *t)
 }
 
 /* Checks the token for a non-public route. */
-static int server_authorize(struct server *srv, struct evhttp_request *req,
+static int server_authorize(struct server *srv, const struct request *req,
                             const char *path, struct server_target *t,
                             struct server_refusal *r)
 {
-    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     struct auth_request areq = {
         .path = path,
-        .authorization = evhttp_find_header(in, "Authorization"),
+        .authorization = evhttp_find_header(req->in, "Authorization"),
         .query_token = t->query.token,
-        .cookie_header = evhttp_find_header(in, "Cookie"),
+        .cookie_header = evhttp_find_header(req->in, "Cookie"),
     };
     char who[128];
     enum auth_result res;
@@ -347,12 +341,11 @@ static int server_authorize(struct server *srv, struct evhttp_request *req,
  * globs see the raw path: allow lists only grant, so an escaped character
  * can only fail to match.
  */
-static int server_resolve(struct server *srv, struct evhttp_request *req,
+static int server_resolve(struct server *srv, const struct request *req,
                           struct server_target *t, struct server_refusal *r)
 {
     struct bridge *b = srv->bridge;
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = evhttp_uri_get_path(uri);
+    const char *path = req->path;
     struct route_params params = {0};
     enum route_lookup found;
     const char *why;
@@ -367,7 +360,7 @@ static int server_resolve(struct server *srv, struct evhttp_request *req,
         return server_refuse(r, 400, "Bad Request", "bad path");
     if (!route_config_of(t->route)->enabled)
         server_refuse(r, 204, "No Content", "");
-    else if (query_parse(evhttp_uri_get_query(uri), &t->query, &why) < 0)
+    else if (query_parse(req->query, &t->query, &why) < 0)
         server_refuse(r, 400, "Bad Request", why);
     else if (auth_enabled(b->auth) && !route_config_of(t->route)->is_public &&
              server_authorize(srv, req, path, t, r) < 0)
@@ -386,16 +379,15 @@ static int server_resolve(struct server *srv, struct evhttp_request *req,
     return rc;
 }
 
-static void server_reply_refusal(struct evhttp_request *req,
+static void server_reply_refusal(const struct request *req,
                                  const struct server_refusal *r)
 {
     if (r->status == 204) {
-        evhttp_send_reply(req, 204, "No Content", NULL);
+        req->ops->reply(req, 204, "No Content", NULL);
         return;
     }
     if (r->status == 401)
-        evhttp_add_header(evhttp_request_get_output_headers(req),
-                          "WWW-Authenticate", "Bearer");
+        evhttp_add_header(req->out, "WWW-Authenticate", "Bearer");
     server_reply_text(req, r->status, r->reason, r->text);
 }
 
@@ -422,7 +414,7 @@ static void server_resume_start(struct bridge *b, const char *last_id,
 
 /* A GET or HEAD on a route path. */
 static void server_handle_stream(struct server *srv,
-                                 struct evhttp_request *req)
+                                 const struct request *req)
 {
     struct bridge *b = srv->bridge;
     struct server_target t;
@@ -435,15 +427,14 @@ static void server_handle_stream(struct server *srv,
         server_reply_refusal(req, &refusal);
         goto out;
     }
-    last_id = evhttp_find_header(evhttp_request_get_input_headers(req),
-                                 "Last-Event-ID");
+    last_id = evhttp_find_header(req->in, "Last-Event-ID");
     if (last_id == NULL)
         last_id = t.query.last_id; /* the header wins */
     if (last_id != NULL && strlen(last_id) > SERVER_MAX_ID_LEN) {
         server_reply_text(req, 400, "Bad Request", "last event id too long");
         goto out;
     }
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+    if (req->method == REQUEST_HEAD) {
         server_reply_head(req);
         goto out;
     }
@@ -476,7 +467,7 @@ int server_rehome(struct server *srv, struct stream *s)
     struct feed *feed;
     int rc = -1;
 
-    if (server_resolve(srv, s->req, &t, &refusal) == 0 &&
+    if (server_resolve(srv, &s->req, &t, &refusal) == 0 &&
         (feed = feed_acquire(srv->bridge, t.route, &t.filter)) != NULL) {
         /* A per-key stream stays only on its own key's feed (a changed
          * route would need a new watch: the client reconnects instead). */
@@ -640,39 +631,45 @@ void server_sweep(struct server *srv, int64_t now_ms)
     }
 }
 
-static void server_handle(struct evhttp_request *req, void *arg)
+void server_handle_request(struct server *srv, const struct request *req)
 {
-    struct server *srv = arg;
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     const struct route *route;
     struct route_params params;
     enum route_lookup found;
     bool cors = server_add_common_headers(srv, req);
 
-    if (srv->pending != NULL)
-        server_pending_done(srv, evhttp_connection_get_bufferevent(
-                                     evhttp_request_get_connection(req)));
-    if (path == NULL || path[0] != '/') {
+    if (req->path == NULL || req->path[0] != '/') {
         server_reply_text(req, 400, "Bad Request", "bad request target");
         return;
     }
-    if (server_handle_reserved(srv, req, path, cors))
+    if (server_handle_reserved(srv, req, req->path, cors))
         return;
-    if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD) {
+    if (req->method == REQUEST_GET || req->method == REQUEST_HEAD) {
         server_handle_stream(srv, req);
         return;
     }
     /* Other methods: 404 for unknown paths, else preflight or 405. */
-    found = route_table_match(srv->bridge->routes, path, &route, &params);
+    found = route_table_match(srv->bridge->routes, req->path, &route, &params);
     route_params_clear(&params);
     if (found != ROUTE_FOUND)
         server_reply_text(req, 404, "Not Found", "not found");
-    else if (cmd == EVHTTP_REQ_OPTIONS)
+    else if (req->method == REQUEST_OPTIONS)
         server_reply_preflight(req, cors);
     else
         server_reply_method_not_allowed(req);
+}
+
+/* evhttp's callback for every HTTP/1.x request. */
+static void server_handle(struct evhttp_request *evreq, void *arg)
+{
+    struct server *srv = arg;
+    struct request req;
+
+    if (srv->pending != NULL)
+        server_pending_done(srv, evhttp_connection_get_bufferevent(
+                                     evhttp_request_get_connection(evreq)));
+    h1_request_init(evreq, srv->tls != NULL, &req);
+    server_handle_request(srv, &req);
 }
 
 struct server *server_new(struct bridge *b, char *err, size_t errlen)
@@ -828,9 +825,4 @@ int server_reload_tls(struct server *srv, const struct config *cfg, char *err,
         return 0;
     }
     return tls_reload(srv->tls, cfg, err, errlen);
-}
-
-bool server_is_tls(const struct server *srv)
-{
-    return srv->tls != NULL;
 }

@@ -16,7 +16,7 @@
 
 struct bridge;
 struct config;
-struct evhttp_request;
+struct request;
 struct server;
 struct stream;
 
@@ -31,11 +31,12 @@ struct server *server_new(struct bridge *b, char *err, size_t errlen);
 int server_reload_tls(struct server *srv, const struct config *cfg, char *err,
                       size_t errlen);
 
-/* True when the server speaks TLS. */
-bool server_is_tls(const struct server *srv);
-
 /* Binds cfg->listen_host:listen_port. 0, or -1 with err filled. */
 int server_listen(struct server *srv, char *err, size_t errlen);
+
+/* Routes and answers one request, whatever its transport (h1.c, h2.c):
+ * reserved paths, streams (stream_open), preflight, 404/405. */
+void server_handle_request(struct server *srv, const struct request *req);
 
 /* Stops accepting new connections (draining); open ones stay. */
 void server_stop_listening(struct server *srv);
@@ -49,7 +50,7 @@ void server_sweep(struct server *srv, int64_t now_ms);
 /* 200, "retry: <retry_ms>", close: the browser comes back by itself.
  * With overload, counted as an overload drop (max_connections,
  * max_keys). */
-void server_reply_come_back(struct bridge *b, struct evhttp_request *req,
+void server_reply_come_back(struct bridge *b, const struct request *req,
                             int64_t retry_ms, bool overload);
 
 /* After SIGHUP: re-resolves an open stream's request against the current
