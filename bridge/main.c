@@ -118,23 +118,13 @@ static int main_check_urls(const struct config *cfg)
 
 /*
  * The tls block's files, loaded as the server will (a missing file, a
- * certificate or key OpenSSL refuses, a key that does not match), and
- * the http2 block: HTTP/2 is not served yet, so asking for it is an
- * error rather than a silent HTTP/1.1. 0, or -1 after printing
- * FILE:LINE:COL errors.
+ * certificate or key OpenSSL refuses, a key that does not match). 0, or
+ * -1 after printing FILE:LINE:COL errors.
  */
 static int main_check_transport(const struct config *cfg)
 {
     char err[1024];
 
-    if (cfg->http2.enabled) {
-        fprintf(stderr, "%s:%d:%d: http2.enabled: HTTP/2 is not implemented "
-                "in this build yet; sluice serves HTTP/1.1 (over TLS with "
-                "a tls block): remove the key or set it to false\n",
-                cfg->file, cfg->http2.enabled_pos.line,
-                cfg->http2.enabled_pos.col);
-        return -1;
-    }
     if (!cfg->tls.present || tls_check(cfg, err, sizeof(err)) == 0)
         return 0;
     fprintf(stderr, "%s\n", err);

@@ -84,19 +84,24 @@ static void metrics_keyed(const struct bridge *b, struct evbuffer *out)
                             (unsigned long long)b->sources[i].keyed_entries);
 }
 
-/* Connections and streams by protocol. Every connection is HTTP/1.x
- * today ("h1"); the tls label says whether it came in over TLS. */
+/* Connections and streams by protocol ("h1": HTTP/1.x, "h2") and by
+ * whether they came in over TLS. */
 static void metrics_transport(const struct bridge *b, struct evbuffer *out)
 {
     const struct metrics *m = &b->metrics;
 
     metrics_header(out, "sluice_connections_accepted_total", "counter",
                    "Connections accepted, by protocol and TLS.");
-    for (int tls = 0; tls < 2; tls++)
-        evbuffer_add_printf(out, "sluice_connections_accepted_total{"
-                            "protocol=\"h1\",tls=\"%s\"} %llu\n",
-                            tls ? "true" : "false",
-                            (unsigned long long)m->connections_accepted[tls]);
+    for (int h2 = 0; h2 < 2; h2++)
+        for (int tls = 0; tls < 2; tls++) {
+            uint64_t n = m->h2_connections_opened[tls];
+            if (!h2)
+                n = m->connections_accepted[tls] - n;
+            evbuffer_add_printf(out, "sluice_connections_accepted_total{"
+                                "protocol=\"%s\",tls=\"%s\"} %llu\n",
+                                h2 ? "h2" : "h1", tls ? "true" : "false",
+                                (unsigned long long)n);
+        }
     metrics_header(out, "sluice_streams", "gauge",
                    "Open SSE streams, by protocol and TLS.");
     for (int h2 = 0; h2 < 2; h2++)

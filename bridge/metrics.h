@@ -52,6 +52,7 @@ struct metrics {
     uint64_t connections_accepted[2];  /* by tls (index 1: TLS) */
     uint64_t streams_open[2][2];       /* gauge, by [h2][tls] */
     uint64_t h2_connections;           /* gauge: open HTTP/2 connections */
+    uint64_t h2_connections_opened[2]; /* by tls; the rest are HTTP/1.x */
     uint64_t tls_handshake_failures[TLS_FAIL_COUNT];
     struct source_metrics *sources; /* owned; nsources entries */
     size_t nsources;

@@ -33,6 +33,7 @@
 #include "bridge/bridge.h"
 #include "bridge/feed.h"
 #include "bridge/h1.h"
+#include "bridge/h2.h"
 #include "bridge/keyed.h"
 #include "lib/history.h"
 #include "lib/log.h"
@@ -70,9 +71,11 @@
  * connections past their deadline through evhttp's own error path.
  */
 struct server_pending {
+    struct server *srv;
     struct bufferevent *bev; /* one reference */
     int64_t deadline_ms;
     bool tls;                /* bev is a bufferevent_openssl */
+    struct evbuffer_cb_entry *sniff; /* looks for the HTTP/2 preface */
     struct server_pending *next;
 };
 
@@ -82,6 +85,8 @@ struct server {
     struct evhttp_bound_socket *socket;
     struct server_pending *pending; /* newest first */
     struct tls *tls;                /* owned; NULL: cleartext */
+    struct h2_server *h2;           /* owned; NULL: no HTTP/2 */
+    bool h2_sniff;                  /* look for HTTP/2 on new connections */
 };
 
 /* A whole response, without the body for HEAD (evhttp 2.1 would send
@@ -507,6 +512,41 @@ static struct bufferevent *server_tls_bufferevent(struct server *srv,
     return bev;
 }
 
+static void server_pending_done(struct server *srv, struct bufferevent *bev);
+
+/*
+ * The first bytes of a connection that may speak HTTP/2 (ALPN h2 on the
+ * TLS port, or h2c with prior knowledge): the client preface hands the
+ * connection to h2.c before evhttp sees a byte of it (this runs inside
+ * the read, before the read callback, which h2_conn_take replaces);
+ * anything else leaves it to evhttp as HTTP/1.x.
+ */
+static void server_on_sniff(struct evbuffer *in,
+                            const struct evbuffer_cb_info *info, void *arg)
+{
+    struct server_pending *p = arg;
+    struct server *srv = p->srv;
+    struct bufferevent *bev = p->bev;
+    size_t len = evbuffer_get_length(in);
+    int match;
+
+    if (info->n_added == 0 || len == 0)
+        return;
+    if (len > 24)
+        len = 24;
+    match = h2_preface_match(evbuffer_pullup(in, (ssize_t)len), len);
+    if (match == 0)
+        return; /* a prefix of the preface: wait for more */
+    evbuffer_remove_cb_entry(in, p->sniff);
+    p->sniff = NULL;
+    if (match < 0)
+        return;
+    server_pending_done(srv, bev);
+    if (h2_conn_take(srv->h2, bev, srv->tls != NULL) < 0)
+        log_limited(LOG_WARN, 10000, "out of memory for an HTTP/2 "
+                    "connection");
+}
+
 /* evhttp: a new connection's bufferevent (as evhttp would create it, or
  * a TLS one), tracked until its first request arrives. The deadline
  * covers the TLS handshake too: a client that never finishes it is
@@ -529,9 +569,13 @@ static struct bufferevent *server_new_bufferevent(struct event_base *base,
     if (p == NULL)
         return bev; /* untracked: only the idle timeout applies */
     bufferevent_incref(bev);
+    p->srv = srv;
     p->bev = bev;
     p->deadline_ms = bridge_now_ms() + SERVER_REQUEST_DEADLINE_MS;
     p->tls = srv->tls != NULL;
+    p->sniff = srv->h2_sniff ? evbuffer_add_cb(bufferevent_get_input(bev),
+                                               server_on_sniff, p)
+                             : NULL;
     p->next = srv->pending;
     srv->pending = p;
     return bev;
@@ -539,6 +583,8 @@ static struct bufferevent *server_new_bufferevent(struct event_base *base,
 
 static void server_pending_release(struct server_pending *p)
 {
+    if (p->sniff != NULL)
+        evbuffer_remove_cb_entry(bufferevent_get_input(p->bev), p->sniff);
     bufferevent_decref(p->bev);
     free(p);
 }
@@ -687,12 +733,20 @@ struct server *server_new(struct bridge *b, char *err, size_t errlen)
         return NULL;
     }
     srv->http = evhttp_new(b->base);
-    if (srv->http == NULL) {
+    if (b->cfg->http2.enabled)
+        srv->h2 = h2_server_new(srv, b, SERVER_REQUEST_DEADLINE_MS);
+    if (srv->http == NULL || (b->cfg->http2.enabled && srv->h2 == NULL)) {
         snprintf(err, errlen, "server: out of memory");
+        if (srv->http != NULL)
+            evhttp_free(srv->http);
         tls_free(srv->tls);
         free(srv);
         return NULL;
     }
+    /* HTTP/2: by ALPN on the TLS port; in cleartext only when asked
+     * (h2c with prior knowledge, for proxy hops). */
+    srv->h2_sniff = srv->h2 != NULL &&
+                    (srv->tls != NULL || b->cfg->http2.cleartext);
     /* Every method reaches server_handle, which answers 405 itself. */
     evhttp_set_allowed_methods(srv->http, 0xffff);
     evhttp_set_max_headers_size(srv->http, SERVER_MAX_HEADERS_SIZE);
@@ -804,6 +858,7 @@ void server_free(struct server *srv)
 {
     if (srv == NULL)
         return;
+    h2_server_free(srv->h2);
     evhttp_free(srv->http);
     while (srv->pending != NULL) {
         struct server_pending *p = srv->pending;

@@ -543,6 +543,14 @@ void stream_cut(struct stream *s)
     stream_close(s, false, 0);
 }
 
+/* The gauge of open streams of s's protocol and TLS (/metrics). */
+static uint64_t *stream_open_gauge(const struct stream *s)
+{
+    bool h2 = strcmp(s->req.protocol, "h2") == 0;
+
+    return &s->bridge->metrics.streams_open[h2][s->req.tls];
+}
+
 /* Unlinks s from its feed and the bridge's list and frees it. The
  * connection must already be gone or about to be freed by the caller. */
 static void stream_destroy(struct stream *s)
@@ -561,7 +569,7 @@ static void stream_destroy(struct stream *s)
     if (s->next != NULL)
         s->next->prev = s->prev;
     b->nstreams--;
-    b->metrics.streams_open[s->h2 != NULL][s->req.tls]--;
+    *stream_open_gauge(s) -= 1;
     compressor_free(s->z);
     free(s);
 }
@@ -775,7 +783,7 @@ struct stream *stream_open(struct bridge *b, const struct request *req,
     b->streams = s;
     b->nstreams++;
     b->metrics.streams_opened++;
-    b->metrics.streams_open[s->h2 != NULL][s->req.tls]++;
+    *stream_open_gauge(s) += 1;
     feed_attach(f, s);
 
     stream_append_preamble(s, start);

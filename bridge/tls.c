@@ -24,7 +24,8 @@
 #include "config/config.h"
 
 /* ALPN protocols in wire format (length-prefixed), best first. */
-static const unsigned char tls_alpn_protos[] = "\x08http/1.1";
+static const unsigned char tls_alpn_h1[] = "\x08http/1.1";
+static const unsigned char tls_alpn_h2[] = "\x02h2\x08http/1.1";
 
 struct tls {
     SSL_CTX *ctx; /* owned: the context new connections get */
@@ -74,10 +75,11 @@ static int tls_on_alpn(SSL *ssl, const unsigned char **out,
                        unsigned char *outlen, const unsigned char *in,
                        unsigned int inlen, void *arg)
 {
+    const unsigned char *ours = arg;
     unsigned char *chosen = NULL;
 
-    if (SSL_select_next_proto(&chosen, outlen, tls_alpn_protos,
-                              sizeof(tls_alpn_protos) - 1, in,
+    if (SSL_select_next_proto(&chosen, outlen, ours,
+                              (unsigned int)strlen((const char *)ours), in,
                               inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
     *out = chosen;
@@ -137,7 +139,9 @@ static SSL_CTX *tls_ctx_new(const struct config *cfg, char *err, size_t errlen)
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_alpn_select_cb(ctx, tls_on_alpn, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, tls_on_alpn,
+                               (void *)(cfg->http2.enabled ? tls_alpn_h2
+                                                           : tls_alpn_h1));
     if (tls_load_files(ctx, cfg, err, errlen) < 0) {
         SSL_CTX_free(ctx);
         return NULL;
