@@ -1,14 +1,14 @@
 'use strict';
 /*
  * tls_browser.test.js - headless Chromium's own EventSource over HTTPS
- * straight to sluice (no proxy), across a kill -9 of sluice.
+ * and HTTP/2 straight to sluice (no proxy), across a kill -9 of sluice.
  *
- * One page opens five EventSources on a Redis Streams route (five, so
- * that they and the page's other requests fit under the six HTTP/1.1
- * connections per host a browser allows: sluice does not speak HTTP/2
- * yet). The certificate is made here with openssl; Chromium ignores that
- * it is self-signed. The DevTools protocol reports each response's
- * protocol and TLS version: every stream must be http/1.1 over TLS.
+ * One page opens twenty EventSources on a Redis Streams route: over
+ * HTTP/1.1 a browser would give only six of them a connection; over
+ * HTTP/2 they share one. The certificate is made here with openssl;
+ * Chromium ignores that it is self-signed. The DevTools protocol reports
+ * each response's protocol and TLS version: every stream must be h2 over
+ * TLS, and the page's resource timing must show one connection.
  * XADD 1..5, kill -9, XADD 6..10, restart on the same port (history.dir
  * with fsync: always), XADD 11..15: every EventSource must end with
  * exactly 1..15, in order, once each, with no reset.
@@ -27,7 +27,7 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
     '--no-first-run', '--disable-background-networking', '--disable-component-update',
     '--disable-sync'];
-const STREAMS = 5;
+const STREAMS = 20;
 const RETRY_MS = 500;
 const STEP_MS = 15000;
 
@@ -77,6 +77,8 @@ function config(dir, c) {
         'tls:',
         `  cert_file: ${c.cert}`,
         `  key_file: ${c.key}`,
+        'http2:',
+        '  enabled: true',
         'history:',
         `  dir: ${path.join(dir, 'history')}`,
         '  fsync: always',
@@ -143,14 +145,18 @@ async function waitAll(page, pred, what) {
     return last;
 }
 
-test('Chromium: 5 EventSources over HTTPS (http/1.1, TLS), exact resume across kill -9',
+test('Chromium: 20 EventSources over HTTPS on one HTTP/2 connection, exact resume across kill -9',
     { timeout: 50000 }, withLog(() => ctx.sluice, async (t) => {
         const page = await ctx.context.newPage();
         const cdp = await ctx.context.newCDPSession(page);
         const streams = [];
         cdp.on('Network.responseReceived', (e) => {
             if (e.type === 'EventSource') {
-                streams.push({ protocol: e.response.protocol, tls: e.response.securityDetails?.protocol });
+                streams.push({
+                    protocol: e.response.protocol,
+                    tls: e.response.securityDetails?.protocol,
+                    connection: e.response.connectionId,
+                });
             }
         });
         await cdp.send('Network.enable');
@@ -164,6 +170,9 @@ test('Chromium: 5 EventSources over HTTPS (http/1.1, TLS), exact resume across k
             await waitAll(page, (p) => p.opens.every((n) => n >= 1), 'every EventSource to open');
             await xadd(1, 5);
             await waitAll(page, (p) => p.received.every((r) => r.length >= 5), '1..5 on every stream');
+            const first = streams.slice(0, STREAMS);
+            assert.equal(new Set(first.map((s) => s.connection)).size, 1,
+                `all ${STREAMS} streams on one connection: ${JSON.stringify(first)}`);
 
             const errorsBefore = (await readPage(page)).errors;
             await ctx.sluice.stop('SIGKILL');
@@ -182,7 +191,7 @@ test('Chromium: 5 EventSources over HTTPS (http/1.1, TLS), exact resume across k
             }
             assert.ok(streams.length >= 2 * STREAMS, `responses seen: ${JSON.stringify(streams)}`);
             for (const s of streams) {
-                assert.equal(s.protocol, 'http/1.1');
+                assert.equal(s.protocol, 'h2');
                 assert.match(s.tls || '', /^TLS 1\.[23]$/);
             }
             t.diagnostic(`stream responses: ${JSON.stringify(streams.slice(0, 2))} ... (${streams.length})`);
