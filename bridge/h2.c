@@ -340,6 +340,10 @@ static void h2_on_read(struct bufferevent *bev, void *arg)
         }
         evbuffer_drain(in, (size_t)n);
     }
+    /* A peer that sends without reading: stop reading until our output
+     * drains (h2_on_write), so its requests cannot queue answers. */
+    if (h2_output_full(c))
+        bufferevent_disable(bev, EV_READ);
     h2_conn_schedule(c);
 }
 
