@@ -209,7 +209,10 @@ static void h2_conn_free(struct h2_conn *c)
     event_free(c->flush_ev);
     event_free(c->idle_ev);
     /* Frees the bufferevent (socket, TLS state) with evhttp's object. */
-    evhttp_connection_free(c->evcon);
+    if (c->evcon != NULL)
+        evhttp_connection_free(c->evcon);
+    else
+        bufferevent_free(c->bev);
     free(c);
 }
 

@@ -36,8 +36,11 @@ int h2_preface_match(const unsigned char *data, size_t len);
  * Takes over bev, an accepted connection evhttp owns whose client speaks
  * HTTP/2 (ALPN h2, or the preface seen), before evhttp read a byte of
  * it: its callbacks become ours; evhttp's connection object (the bev's
- * callback argument) is freed when the HTTP/2 connection ends. Bytes
- * already in its input are HTTP/2. 0, or -1 on ENOMEM (left to evhttp).
+ * callback argument) is freed when the HTTP/2 connection ends, and with
+ * it the bev. A bev with no callback argument (tests/fuzz/fuzz_h2.c: one
+ * end of a bufferevent pair) is owned by the connection and freed
+ * itself. Bytes already in its input are HTTP/2. 0, or -1 on ENOMEM
+ * (left to its owner).
  */
 int h2_conn_take(struct h2_server *h2, struct bufferevent *bev, bool tls);
 

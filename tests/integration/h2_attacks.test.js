@@ -166,3 +166,11 @@ describe('HTTP/2 attacks are bounded', () => {
         assert.equal(r.rst['8'], 5, `all five streams reset with CANCEL: ${JSON.stringify(r.rst)}`);
     });
 });
+
+describe('after the attacks (last: stops sluice)', () => {
+    it('SIGTERM: exit 0, and no sanitizer report (with an ASan build)', async () => {
+        const result = await ctx.sluice.stop('SIGTERM');
+        assert.deepEqual(result, { code: 0, signal: null }, ctx.sluice.stderrTail());
+        assert.doesNotMatch(ctx.sluice.stderr, /Sanitizer|runtime error/);
+    });
+});

@@ -302,7 +302,7 @@ describe('many streams on one connection', () => {
     });
 });
 
-describe('SIGTERM over h2 (last: stops the TLS sluice)', () => {
+describe('SIGTERM over h2 (last: stops both sluices)', () => {
     it('open h2 streams get a final retry: and END_STREAM; exit 0', async () => {
         const session = connect(ctx.tls);
         const st = openStream(session, '/r/term');
@@ -312,5 +312,10 @@ describe('SIGTERM over h2 (last: stops the TLS sluice)', () => {
         assert.equal((st.text.match(/retry: \d+/g) || []).length, 2, st.text);
         assert.deepEqual(await stopped, { code: 0, signal: null });
         session.destroy();
+        const clear = await ctx.clear.stop('SIGTERM');
+        assert.deepEqual(clear, { code: 0, signal: null }, ctx.clear.stderrTail());
+        for (const s of [ctx.tls, ctx.clear]) {
+            assert.doesNotMatch(s.stderr, /Sanitizer|runtime error/);
+        }
     });
 });
