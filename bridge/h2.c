@@ -241,7 +241,13 @@ static ssize_t h2_on_send(nghttp2_session *session, const uint8_t *data,
     return (ssize_t)length;
 }
 
-/* nghttp2: a stream's body, as far as the windows allow (NO_COPY). */
+/*
+ * nghttp2: a stream's body, as far as the windows allow (NO_COPY). While
+ * the connection's output is full no DATA is produced (the stream is
+ * deferred; h2_on_write resumes it): h2_on_send_data, which nghttp2 calls
+ * right after this, must then take the frame whole, since the stream's
+ * buffer may be emptied (a reset) before any later call.
+ */
 static ssize_t h2_on_read_data(nghttp2_session *session, int32_t id,
                                uint8_t *buf, size_t length,
                                uint32_t *flags, nghttp2_data_source *source,
@@ -251,7 +257,7 @@ static ssize_t h2_on_read_data(nghttp2_session *session, int32_t id,
     size_t avail = evbuffer_get_length(hs->buf);
     size_t n = avail < length ? avail : length;
 
-    if (avail == 0 && !hs->eof)
+    if ((avail == 0 && !hs->eof) || (avail > 0 && h2_output_full(hs->conn)))
         return NGHTTP2_ERR_DEFERRED;
     *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     if (hs->eof && n == avail)
@@ -259,8 +265,10 @@ static ssize_t h2_on_read_data(nghttp2_session *session, int32_t id,
     return (ssize_t)n;
 }
 
-/* nghttp2: writes one DATA frame: its header, then the stream's bytes
- * moved (not copied) into the connection's output. */
+/* nghttp2: writes one DATA frame whole: its header, then the stream's
+ * bytes moved (not copied) into the connection's output. Never
+ * WOULDBLOCK (see h2_on_read_data): the output may pass H2_OUTPUT_HIGH by
+ * one frame, bytes that are in memory already. */
 static int h2_on_send_data(nghttp2_session *session, nghttp2_frame *frame,
                            const uint8_t *framehd, size_t length,
                            nghttp2_data_source *source, void *arg)
@@ -269,11 +277,9 @@ static int h2_on_send_data(nghttp2_session *session, nghttp2_frame *frame,
     struct h2_stream *hs = source->ptr;
     struct evbuffer *out = h2_output(c);
 
-    if (h2_output_full(c))
-        return NGHTTP2_ERR_WOULDBLOCK;
+    if (frame->data.padlen > 0 || evbuffer_get_length(hs->buf) < length)
+        return NGHTTP2_ERR_CALLBACK_FAILURE; /* never asked for */
     evbuffer_add(out, framehd, 9);
-    if (frame->data.padlen > 0)
-        return NGHTTP2_ERR_CALLBACK_FAILURE; /* we never ask for padding */
     evbuffer_remove_buffer(hs->buf, out, length);
     c->buffered -= length;
     return 0;
@@ -350,13 +356,16 @@ static void h2_on_read(struct bufferevent *bev, void *arg)
     h2_conn_schedule(c);
 }
 
-/* Output drained below the write watermark: produce more frames, and
- * read again if the output had been full. */
+/* Output drained below the write watermark: resume the streams that
+ * were deferred while it was full, and read again. */
 static void h2_on_write(struct bufferevent *bev, void *arg)
 {
     struct h2_conn *c = arg;
 
     bufferevent_enable(bev, EV_READ);
+    for (struct h2_stream *hs = c->streams; hs != NULL; hs = hs->next)
+        if (evbuffer_get_length(hs->buf) > 0)
+            nghttp2_session_resume_data(c->session, hs->id);
     if (nghttp2_session_want_write(c->session))
         h2_conn_schedule(c);
 }

@@ -4,8 +4,8 @@
  * (issue 16), over h2c with prior knowledge (the same nghttp2 session
  * as behind TLS): rapid reset (CVE-2023-44487), a CONTINUATION flood
  * (CVE-2024-28182), an HPACK bomb, SETTINGS and PING floods, more
- * streams than http2.max_concurrent_streams, and a zero window held
- * forever. The attacks are tests/integration/lib/h2_attack.py (frames
+ * streams than http2.max_concurrent_streams, a zero window held
+ * forever, and a client that stops reading the connection altogether. The attacks are tests/integration/lib/h2_attack.py (frames
  * written by hand, Debian's python3-hpack for header blocks).
  *
  * Each asserts what sluice did to the attacker (GOAWAY, RST_STREAM or a
@@ -164,6 +164,19 @@ describe('HTTP/2 attacks are bounded', () => {
         });
         assert.equal(r.data_bytes, 0, 'nothing sent past a zero window');
         assert.equal(r.rst['8'], 5, `all five streams reset with CANCEL: ${JSON.stringify(r.rst)}`);
+    });
+
+    it('a reader that stops reading the whole connection: every stream is reset (max_pending per connection)', async (t) => {
+        const big = JSON.stringify('s'.repeat(20000));
+        const r = await underProbe(t, 'stalled_reader', 4, async () => {
+            await sleep(500);
+            for (let i = 0; i < 200; i++) {
+                await ctx.pub.publish('atk', big);
+            }
+        });
+        /* What reached the socket before it filled, then the resets. */
+        assert.equal(r.rst['8'], 5, `all five streams reset with CANCEL: ${JSON.stringify(r)}`);
+        assert.ok(r.data_bytes < 200 * 20000 * 5, `not everything was queued: ${r.data_bytes} bytes`);
     });
 });
 

@@ -73,7 +73,7 @@ class Conn:
             ready, _, _ = select.select([self.sock], [], [], timeout)
             if not ready:
                 return
-            chunk = self.sock.recv(1 << 16)
+            chunk = self.sock.recv(1 << 20)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -82,16 +82,20 @@ class Conn:
         if not chunk:
             self.result["closed"] = True
             return
-        self.inbuf += chunk
-        while len(self.inbuf) >= 9:
-            length = int.from_bytes(self.inbuf[:3], "big")
-            if len(self.inbuf) < 9 + length:
+        buf = self.inbuf + chunk
+        at = 0
+        while len(buf) - at >= 9:
+            length = int.from_bytes(buf[at:at + 3], "big")
+            if len(buf) - at < 9 + length:
                 break
-            ftype, flags = self.inbuf[3], self.inbuf[4]
-            stream = int.from_bytes(self.inbuf[5:9], "big") & 0x7FFFFFFF
-            payload = self.inbuf[9:9 + length]
-            self.inbuf = self.inbuf[9 + length:]
-            self.on_frame(ftype, flags, stream, payload)
+            ftype, flags = buf[at + 3], buf[at + 4]
+            stream = int.from_bytes(buf[at + 5:at + 9], "big") & 0x7FFFFFFF
+            if ftype == DATA:
+                self.result["data_bytes"] += length
+            else:
+                self.on_frame(ftype, flags, stream, buf[at + 9:at + 9 + length])
+            at += 9 + length
+        self.inbuf = buf[at:]
 
     def on_frame(self, ftype, flags, stream, payload):
         r = self.result
@@ -100,8 +104,6 @@ class Conn:
         elif ftype == RST_STREAM:
             code = str(int.from_bytes(payload[:4], "big"))
             r["rst"][code] = r["rst"].get(code, 0) + 1
-        elif ftype == DATA:
-            r["data_bytes"] += len(payload)
         elif ftype == HEADERS:
             r["headers"] += 1
 
@@ -199,6 +201,21 @@ def zero_window(c, path, until):
         c.read(0.05)
 
 
+def stalled_reader(c, path, until):
+    """Windows wide open, five streams, then the socket is never read
+    until the end: the whole connection stops draining."""
+    c.send(WINDOW_UPDATE, 0, 0, struct.pack(">I", 0x7FFFFFFF - 65535))
+    for i in range(5):
+        c.send(HEADERS, END_HEADERS | END_STREAM, 1 + 2 * i,
+               c.request_block(path), until)
+    time.sleep(max(0.0, until - time.time()))
+    # What the kernel and sluice had queued (a few MB), then the resets.
+    end = time.time() + 15
+    while time.time() < end and not c.result["closed"] and \
+            sum(c.result["rst"].values()) < 5:
+        c.read(0.05)
+
+
 ATTACKS = {
     "rapid_reset": (rapid_reset, b""),
     "continuation": (continuation_flood, b""),
@@ -207,6 +224,7 @@ ATTACKS = {
     "ping_flood": (ping_flood, b""),
     "too_many_streams": (too_many_streams, b""),
     "zero_window": (zero_window, struct.pack(">HI", 0x4, 0)),
+    "stalled_reader": (stalled_reader, struct.pack(">HI", 0x4, 0x7FFFFFFF)),
 }
 
 
