@@ -302,6 +302,23 @@ describe('many streams on one connection', () => {
     });
 });
 
+describe('idle connections', () => {
+    it('a connection with no stream for 10 s gets GOAWAY (NO_ERROR)', async () => {
+        const session = connect(ctx.clear);
+        try {
+            const start = Date.now();
+            const goaway = new Promise((resolve) => session.on('goaway', (code) => resolve(code)));
+            assert.equal((await request(session, '/healthz')).status, 200);
+            const code = await Promise.race([goaway, sleep(20000).then(() => 'none')]);
+            const took = Date.now() - start;
+            assert.equal(code, http2.constants.NGHTTP2_NO_ERROR);
+            assert.ok(took >= 9000 && took < 20000, `GOAWAY after ${took} ms`);
+        } finally {
+            session.destroy();
+        }
+    });
+});
+
 describe('SIGTERM over h2 (last: stops both sluices)', () => {
     it('open h2 streams get a final retry: and END_STREAM; exit 0', async () => {
         const session = connect(ctx.tls);
