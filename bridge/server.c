@@ -1,6 +1,11 @@
 /*
  * server.c - the HTTP front; see server.h for the request pipeline.
  *
+ * Requests arrive as struct request from either transport: evhttp's
+ * (HTTP/1.x, h1.c) or HTTP/2 (h2.c), which takes over a connection whose
+ * first bytes are the HTTP/2 preface (server_on_sniff). TLS, when
+ * configured, sits under both (bufferevent_openssl, tls.c).
+ *
  * libevent's evhttp parses requests and enforces the header-size, body-size
  * and idle-time limits; everything SSE-specific (the stream response) is
  * in stream.c. evhttp answers every method here (its own method filter

@@ -3,9 +3,10 @@
  *
  * The context offers TLS 1.2 or 1.3 as the floor says, the library's
  * default cipher lists, no session tickets (a stateless sidecar gains
- * little from them and would need a shared key to rotate), and ALPN
- * "http/1.1": sluice serves HTTP/1.1 over TLS; a client that offers only
- * other protocols gets no ALPN answer and may go on in HTTP/1.1 or leave.
+ * little from them and would need a shared key to rotate), and ALPN:
+ * "h2" then "http/1.1" with http2.enabled, else "http/1.1" only; a client
+ * that offers only other protocols gets no ALPN answer and may go on in
+ * HTTP/1.1 or leave.
  *
  * Invariant: no error text includes the key's contents; only file names
  * and OpenSSL's reason strings.
