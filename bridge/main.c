@@ -194,6 +194,9 @@ static int main_run(struct config *cfg, struct route_table *routes,
     main_raise_fd_limit(cfg);
     if (path == NULL)
         log_info("no config file given: using the embedded default");
+    if (cfg->http2.enabled && !cfg->tls.present && !cfg->http2.cleartext)
+        log_warn("http2.enabled without a tls block or http2.cleartext: "
+                 "no client can reach HTTP/2 (browsers need TLS)");
     if (!cfg->auth.present && !main_is_loopback(cfg->listen_host))
         log_warn("no auth block: every route is public, and sluice listens "
                  "on %s",

@@ -819,6 +819,13 @@ static int http2_read(struct config_reader *rd, const char *key,
                                               ARRAY_LEN(http2_fields), hits,
                                               "enabled"),
                               h2->pos);
+    if (h2->cleartext && !h2->enabled)
+        config_reader_error(rd,
+                            hit_pos(config_hit_find(http2_fields,
+                                                    ARRAY_LEN(http2_fields),
+                                                    hits, "cleartext"),
+                                    h2->pos),
+                            "cleartext: needs http2.enabled: true");
     return 0;
 }
 

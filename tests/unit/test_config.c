@@ -1036,6 +1036,8 @@ static void test_tls_http2(void **state)
                 "t.yaml:5:49: min_version: expected one of 1.2, 1.3");
     check_error(BASE "http2: {max_concurrent_streams: 0}\n",
                 "t.yaml:5:33: max_concurrent_streams: must be from 1 to 10000");
+    check_error(BASE "http2: {cleartext: true}\n",
+                "t.yaml:5:20: cleartext: needs http2.enabled: true");
     check_error(BASE "http2: {enable: true}\n",
                 "t.yaml:5:9: unknown key 'enable' in http2 (did you mean "
                 "'enabled'?)");
