@@ -9,6 +9,7 @@
  * final retry. Certificates are made here with `openssl req -x509`.
  */
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const http2 = require('node:http2');
 const path = require('node:path');
 const zlib = require('node:zlib');
@@ -296,6 +297,40 @@ describe('many streams on one connection', () => {
             await ctx.pub.publish('sibh2', '"still-here"');
             await waitFor(() => payloads(sib).includes('still-here'), 'the sibling still served');
             assert.equal(session.closed, false);
+        } finally {
+            session.close();
+        }
+    });
+});
+
+describe('SIGHUP with HTTP/2 streams open', () => {
+    /* Reloads s with its config text transformed by edit; waits for the
+     * n-th "reloaded" line. */
+    async function reload(s, edit, n) {
+        const text = fs.readFileSync(s.configFile, 'utf8');
+        fs.writeFileSync(s.configFile, edit(text));
+        s.child.kill('SIGHUP');
+        await waitFor(() => (s.stderr.match(/reloaded /g) || []).length >= n, `reload ${n}`);
+        return text;
+    }
+
+    it('a kept route\'s h2 stream stays and goes on; a removed route\'s ends cleanly (END_STREAM, as HTTP/1.1 closes)', async () => {
+        const session = connect(ctx.clear);
+        try {
+            const original = await reload(ctx.clear, (t) => t.replace('routes:\n',
+                'routes:\n  - path: /off2\n    topics: ["redis:off2"]\n    public: true\n'), 1);
+            const kept = openStream(session, '/r/hup');
+            const gone = openStream(session, '/off2');
+            await waitFor(() => kept.text.includes('retry:') && gone.text.includes('retry:'), 'both open');
+            await ctx.pub.publish('hup', '"after-1"');
+            await waitFor(() => payloads(kept).includes('after-1'), 'an event on the kept stream');
+            await reload(ctx.clear, () => original, 2);
+            await waitFor(() => gone.ended, 'the removed route\'s stream to end (END_STREAM)');
+            await waitFor(() => gone.closed, 'the stream closed');
+            assert.equal(gone.rstCode, http2.constants.NGHTTP2_NO_ERROR, 'ended, not reset');
+            await ctx.pub.publish('hup', '"after-2"');
+            await waitFor(() => payloads(kept).includes('after-2'), 'the kept stream still served');
+            assert.equal(kept.ended, false);
         } finally {
             session.close();
         }
