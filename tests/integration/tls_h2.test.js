@@ -36,7 +36,16 @@ function config(redisPort, extra) {
         '  - name: redis',
         '    type: redis',
         `    url: redis://127.0.0.1:${redisPort}`,
+        '  - name: ai',
+        '    type: redis-stream',
+        `    url: redis://127.0.0.1:${redisPort}`,
         'routes:',
+        '  - path: /chat/{id}',
+        '    topics: ["ai:chat:{id}"]',
+        '    format: raw',
+        '    data_field: t',
+        '    end: {field: type, value: done}',
+        '    public: true',
         '  - path: /r/{channel}',
         '    topics: ["redis:{channel}"]',
         '    public: true',
@@ -255,6 +264,32 @@ describe('the same answers as over HTTP/1.1', () => {
             await ctx.pub.publish('gz', '"zipped"');
             await waitFor(() => ztext.includes('"payload":"zipped"'), 'a gzip event, flushed at once');
             z.close();
+        } finally {
+            session.close();
+        }
+    });
+});
+
+describe('per-key routes over h2', () => {
+    it('a chat stream replays from the start, goes live, ends at its end entry; reconnecting after it gets 204', async () => {
+        const session = connect(ctx.tls);
+        try {
+            await ctx.pub.xadd('chat:h2', ['t', 'Hel']);
+            const st = openStream(session, '/chat/h2');
+            await waitFor(() => st.events.length === 1, 'the replayed entry');
+            await ctx.pub.xadd('chat:h2', ['t', 'lo']);
+            await waitFor(() => st.events.length === 2, 'the live entry');
+            await ctx.pub.xadd('chat:h2', ['type', 'done']);
+            await waitFor(() => st.ended, 'the end entry to end the stream');
+            assert.deepEqual(st.events.map((e) => e.data), ['Hel', 'lo', '']);
+            assert.equal(st.events[2].event, 'end');
+            const again = await request(session, '/chat/h2', { 'last-event-id': st.events[2].id });
+            assert.equal(again.status, 204);
+            /* A client that leaves while its key is probed: nothing left behind. */
+            const left = session.request({ ':path': '/chat/never' });
+            left.on('error', () => {});
+            left.close(http2.constants.NGHTTP2_CANCEL);
+            assert.equal((await request(session, '/healthz')).status, 200);
         } finally {
             session.close();
         }
