@@ -344,7 +344,7 @@ struct bridge *bridge_new(struct config *cfg, struct route_table *routes,
         goto fail;
     if (bridge_init_sources(b, err, errlen) < 0)
         goto fail;
-    if ((b->server = server_new(b)) == NULL)
+    if ((b->server = server_new(b, err, errlen)) == NULL)
         goto fail;
     return b;
 fail:

@@ -17,6 +17,7 @@
  */
 #include "bridge/keyed.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,9 @@
 /* A request waiting for its key's probe. */
 struct keyed_pending {
     struct keyed *k;
-    struct evhttp_request *req; /* NULL: gone (closed, or bridge freed) */
+    struct request req;         /* a view; valid unless gone */
+    bool gone;                  /* client closed, or bridge freed */
+    struct request_watch watch; /* tells us when the client goes */
     const struct route_table *routes; /* the table r belongs to */
     const struct route *route;
     struct topic_filter filter; /* owned */
@@ -101,7 +104,7 @@ void keyed_free(struct keyed *k)
      * source is stopped: the adapter answers them all as it stops). */
     while (k->pending != NULL) {
         struct keyed_pending *p = k->pending;
-        p->req = NULL;
+        p->gone = true;
         keyed_pending_unlink(p);
     }
     free(k);
@@ -287,20 +290,19 @@ static void keyed_on_probe(void *arg, const struct keyed_probe *probe)
     struct keyed_pending *p = arg;
     struct keyed *k = p->k;
     struct bridge *b = k != NULL ? k->bridge : NULL;
-    struct evhttp_request *req = p->req;
+    const struct request *req = &p->req;
     struct stream_start start;
     struct feed *f;
 
-    if (req == NULL || b == NULL) {
+    if (p->gone || b == NULL) {
         keyed_pending_free(p);
         return;
     }
-    evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL,
-                                  NULL);
+    req->ops->watch(req, NULL);
     if (!probe->ok || b->routes != p->routes || b->draining) {
         server_reply_come_back(b, req, b->cfg->stream.retry_ms, false);
     } else if (!keyed_decide(p, probe, &start)) {
-        evhttp_send_reply(req, 204, "No Content", NULL);
+        req->ops->reply(req, 204, "No Content", NULL);
     } else {
         /* A key not read yet starts after its newest entry now. */
         f = feed_acquire(b, p->route, &p->filter);
@@ -318,14 +320,16 @@ static void keyed_on_probe(void *arg, const struct keyed_probe *probe)
 }
 
 /* The client went away while its key was being probed. */
-static void keyed_on_close(struct evhttp_connection *evcon, void *arg)
+static void keyed_on_gone(struct request_watch *w)
 {
-    struct keyed_pending *p = arg;
+    struct keyed_pending *p =
+        (struct keyed_pending *)((char *)w -
+                                 offsetof(struct keyed_pending, watch));
 
-    p->req = NULL;
+    p->gone = true;
 }
 
-void keyed_open(struct bridge *b, struct evhttp_request *req,
+void keyed_open(struct bridge *b, const struct request *req,
                 const struct route *r, struct topic_filter *filter,
                 const char *last_id, int64_t expires_ms)
 {
@@ -355,7 +359,8 @@ void keyed_open(struct bridge *b, struct evhttp_request *req,
                                true);
         return;
     }
-    p->req = req;
+    p->req = *req;
+    p->watch.gone = keyed_on_gone;
     p->routes = b->routes;
     p->route = r;
     p->expires_ms = expires_ms;
@@ -370,6 +375,5 @@ void keyed_open(struct bridge *b, struct evhttp_request *req,
         server_reply_come_back(b, req, b->cfg->stream.retry_ms, false);
         return;
     }
-    evhttp_connection_set_closecb(evhttp_request_get_connection(req),
-                                  keyed_on_close, p);
+    req->ops->watch(req, &p->watch);
 }

@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 struct bridge;
-struct evhttp_request;
+struct request;
 struct feed;
 struct keyed;
 struct message;
@@ -46,7 +46,7 @@ size_t keyed_active(const struct keyed *k);
  * then opens the stream or answers 204 / "come back later". last_id may
  * be NULL.
  */
-void keyed_open(struct bridge *b, struct evhttp_request *req,
+void keyed_open(struct bridge *b, const struct request *req,
                 const struct route *r, struct topic_filter *filter,
                 const char *last_id, int64_t expires_ms);
 

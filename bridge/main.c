@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "bridge/bridge.h"
+#include "bridge/tls.h"
 #include "lib/log.h"
 #include "lib/route.h"
 #include "bridge/upstream.h"
@@ -122,6 +123,21 @@ static int main_check_urls(const struct config *cfg)
     return rc;
 }
 
+/*
+ * The tls block's files, loaded as the server will (a missing file, a
+ * certificate or key OpenSSL refuses, a key that does not match). 0, or
+ * -1 after printing FILE:LINE:COL errors.
+ */
+static int main_check_transport(const struct config *cfg)
+{
+    char err[1024];
+
+    if (!cfg->tls.present || tls_check(cfg, err, sizeof(err)) == 0)
+        return 0;
+    fprintf(stderr, "%s\n", err);
+    return -1;
+}
+
 static int main_load(const char *path, struct config **cfg,
                      struct route_table **routes)
 {
@@ -134,7 +150,7 @@ static int main_load(const char *path, struct config **cfg,
         free(errors);
         return -1;
     }
-    if (main_check_urls(*cfg) < 0) {
+    if (main_check_urls(*cfg) < 0 || main_check_transport(*cfg) < 0) {
         config_free(*cfg);
         *cfg = NULL;
         return -1;
@@ -185,6 +201,9 @@ static int main_run(struct config *cfg, struct route_table *routes,
     main_raise_fd_limit(cfg);
     if (path == NULL)
         log_info("no config file given: using the embedded default");
+    if (cfg->http2.enabled && !cfg->tls.present && !cfg->http2.cleartext)
+        log_warn("http2.enabled without a tls block or http2.cleartext: "
+                 "no client can reach HTTP/2 (browsers need TLS)");
     if (!cfg->auth.present && !main_is_loopback(cfg->listen_host))
         log_warn("no auth block: every route is public, and sluice listens "
                  "on %s",

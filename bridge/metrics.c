@@ -21,6 +21,11 @@ static const char *metrics_drop_names[DROP_REASON_COUNT] = {
     [DROP_COMPRESS] = "compression_error", [DROP_END] = "ended",
 };
 
+static const char *metrics_tls_failure_names[TLS_FAIL_COUNT] = {
+    [TLS_FAIL_ERROR] = "error", [TLS_FAIL_CLOSED] = "closed",
+    [TLS_FAIL_TIMEOUT] = "timeout",
+};
+
 int metrics_init(struct metrics *m, size_t nsources)
 {
     m->sources = calloc(nsources > 0 ? nsources : 1, sizeof(*m->sources));
@@ -80,6 +85,44 @@ static void metrics_keyed(const struct bridge *b, struct evbuffer *out)
                             (unsigned long long)b->sources[i].keyed_entries);
 }
 
+/* Connections and streams by protocol ("h1": HTTP/1.x, "h2") and by
+ * whether they came in over TLS. */
+static void metrics_transport(const struct bridge *b, struct evbuffer *out)
+{
+    const struct metrics *m = &b->metrics;
+
+    metrics_header(out, "sluice_connections_accepted_total", "counter",
+                   "Connections accepted, by protocol and TLS.");
+    for (int h2 = 0; h2 < 2; h2++)
+        for (int tls = 0; tls < 2; tls++) {
+            uint64_t n = m->h2_connections_opened[tls];
+            if (!h2)
+                n = m->connections_accepted[tls] - n;
+            evbuffer_add_printf(out, "sluice_connections_accepted_total{"
+                                "protocol=\"%s\",tls=\"%s\"} %llu\n",
+                                h2 ? "h2" : "h1", tls ? "true" : "false",
+                                (unsigned long long)n);
+        }
+    metrics_header(out, "sluice_streams", "gauge",
+                   "Open SSE streams, by protocol and TLS.");
+    for (int h2 = 0; h2 < 2; h2++)
+        for (int tls = 0; tls < 2; tls++)
+            evbuffer_add_printf(out, "sluice_streams{protocol=\"%s\","
+                                "tls=\"%s\"} %llu\n", h2 ? "h2" : "h1",
+                                tls ? "true" : "false",
+                                (unsigned long long)m->streams_open[h2][tls]);
+    metrics_value(out, "sluice_h2_connections", "gauge",
+                  "Open HTTP/2 connections.", m->h2_connections);
+    metrics_header(out, "sluice_tls_handshake_failures_total", "counter",
+                   "TLS connections that ended before their handshake "
+                   "completed, by reason.");
+    for (int r = 0; r < TLS_FAIL_COUNT; r++)
+        evbuffer_add_printf(out, "sluice_tls_handshake_failures_total{"
+                            "reason=\"%s\"} %llu\n",
+                            metrics_tls_failure_names[r],
+                            (unsigned long long)m->tls_handshake_failures[r]);
+}
+
 void metrics_render(const struct bridge *b, struct evbuffer *out)
 {
     const struct metrics *m = &b->metrics;
@@ -123,6 +166,7 @@ void metrics_render(const struct bridge *b, struct evbuffer *out)
                   keyed_active(b->keyed));
     metrics_keyed(b, out);
     replica_metrics(b, out);
+    metrics_transport(b, out);
     metrics_header(out, "sluice_source_up", "gauge",
                    "1 when the source is connected and subscribed (with a "
                    "shared history: here, or on the replica that ingests "

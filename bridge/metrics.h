@@ -29,6 +29,14 @@ enum drop_reason {
     DROP_REASON_COUNT,
 };
 
+/* Why a TLS connection ended before its handshake completed. */
+enum tls_failure {
+    TLS_FAIL_ERROR,   /* OpenSSL refused it (protocol, version, not TLS) */
+    TLS_FAIL_CLOSED,  /* the client closed the connection */
+    TLS_FAIL_TIMEOUT, /* no handshake within the request deadline */
+    TLS_FAIL_COUNT,
+};
+
 struct source_metrics {
     uint64_t received;      /* accepted into the history */
     uint64_t too_large;     /* dropped: over max_payload */
@@ -41,6 +49,11 @@ struct metrics {
     uint64_t resets;        /* event: reset sent */
     uint64_t dropped[DROP_REASON_COUNT];
     uint64_t streams_opened;
+    uint64_t connections_accepted[2];  /* by tls (index 1: TLS) */
+    uint64_t streams_open[2][2];       /* gauge, by [h2][tls] */
+    uint64_t h2_connections;           /* gauge: open HTTP/2 connections */
+    uint64_t h2_connections_opened[2]; /* by tls; the rest are HTTP/1.x */
+    uint64_t tls_handshake_failures[TLS_FAIL_COUNT];
     struct source_metrics *sources; /* owned; nsources entries */
     size_t nsources;
 };

@@ -129,6 +129,38 @@ static void reload_keep_history(struct config *old, struct config *new)
     new->history = kept;
 }
 
+/*
+ * The certificate and key are read again (cert-manager rotates them in
+ * place): new handshakes use them, open connections keep theirs. A pair
+ * that does not load keeps the running one. Turning TLS on or off, and
+ * the http2 block, need a restart.
+ */
+static void reload_tls(struct bridge *b, struct config *old,
+                       struct config *new)
+{
+    char err[1024];
+
+    if (old->http2.enabled != new->http2.enabled ||
+        old->http2.cleartext != new->http2.cleartext ||
+        old->http2.max_concurrent_streams !=
+            new->http2.max_concurrent_streams) {
+        log_warn("reload: http2 settings changed; restart sluice to apply "
+                 "them");
+        new->http2 = old->http2;
+    }
+    if (server_reload_tls(b->server, new, err, sizeof(err)) < 0) {
+        log_error("reload: %s; keeping the running TLS settings", err);
+        reload_swap_str(&old->tls.cert_file, &new->tls.cert_file);
+        reload_swap_str(&old->tls.key_file, &new->tls.key_file);
+        new->tls.present = old->tls.present;
+        new->tls.min_version = old->tls.min_version;
+        return;
+    }
+    if (new->tls.present)
+        log_info("reload: TLS certificate loaded from %s",
+                 new->tls.cert_file);
+}
+
 /* Loads and checks everything; NULL-free outputs only on success. */
 static int reload_load(struct bridge *b, struct config **cfg,
                        struct route_table **routes, struct auth **auth)
@@ -215,6 +247,7 @@ int bridge_reload(struct bridge *b)
     }
     reload_keep_listen(old_cfg, cfg);
     reload_keep_history(old_cfg, cfg);
+    reload_tls(b, old_cfg, cfg);
     for (size_t i = 0; i < cfg->nsources; i++)
         reload_keep_connection(&old_cfg->sources[i], &cfg->sources[i]);
     b->cfg = cfg;

@@ -1,6 +1,11 @@
 /*
  * server.c - the HTTP front; see server.h for the request pipeline.
  *
+ * Requests arrive as struct request from either transport: evhttp's
+ * (HTTP/1.x, h1.c) or HTTP/2 (h2.c), which takes over a connection whose
+ * first bytes are the HTTP/2 preface (server_on_sniff). TLS, when
+ * configured, sits under both (bufferevent_openssl, tls.c).
+ *
  * libevent's evhttp parses requests and enforces the header-size, body-size
  * and idle-time limits; everything SSE-specific (the stream response) is
  * in stream.c. evhttp answers every method here (its own method filter
@@ -20,14 +25,20 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "auth/auth.h"
 #include "bridge/bridge.h"
 #include "bridge/feed.h"
+#include "bridge/h1.h"
+#include "bridge/h2.h"
 #include "bridge/keyed.h"
 #include "bridge/replica.h"
 #include "lib/cors.h"
@@ -36,6 +47,7 @@
 #include "lib/query.h"
 #include "lib/route.h"
 #include "bridge/stream.h"
+#include "bridge/tls.h"
 
 #define SERVER_MAX_HEADERS_SIZE (16 * 1024)
 #define SERVER_MAX_BODY_SIZE 4096
@@ -66,8 +78,11 @@
  * connections past their deadline through evhttp's own error path.
  */
 struct server_pending {
+    struct server *srv;
     struct bufferevent *bev; /* one reference */
     int64_t deadline_ms;
+    bool tls;                /* bev is a bufferevent_openssl */
+    struct evbuffer_cb_entry *sniff; /* looks for the HTTP/2 preface */
     struct server_pending *next;
 };
 
@@ -76,26 +91,29 @@ struct server {
     struct evhttp *http;
     struct evhttp_bound_socket *socket;
     struct server_pending *pending; /* newest first */
+    struct tls *tls;                /* owned; NULL: cleartext */
+    struct h2_server *h2;           /* owned; NULL: no HTTP/2 */
+    bool h2_sniff;                  /* look for HTTP/2 on new connections */
 };
 
-/* evhttp_send_reply without the body for HEAD (evhttp 2.1 would send it). */
-static void server_send(struct evhttp_request *req, int code,
+/* A whole response, without the body for HEAD (evhttp 2.1 would send
+ * it). */
+static void server_send(const struct request *req, int code,
                         const char *reason, struct evbuffer *body)
 {
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)
+    if (req->method == REQUEST_HEAD)
         body = NULL;
-    evhttp_send_reply(req, code, reason, body);
+    req->ops->reply(req, code, reason, body);
 }
 
 /* One short line of text; never echoes client input that could hold a
  * token. */
-static void server_reply_text(struct evhttp_request *req, int code,
+static void server_reply_text(const struct request *req, int code,
                               const char *reason, const char *text)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     struct evbuffer *body = evbuffer_new();
 
-    evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
+    evhttp_add_header(req->out, "Content-Type", "text/plain; charset=utf-8");
     if (body != NULL)
         evbuffer_add_printf(body, "%s\n", text);
     server_send(req, code, reason, body);
@@ -107,12 +125,11 @@ static void server_reply_text(struct evhttp_request *req, int code,
  * referrer, and CORS for configured origins only. Returns whether the
  * request's origin is allowed. */
 static bool server_add_common_headers(struct server *srv,
-                                      struct evhttp_request *req)
+                                      const struct request *req)
 {
     const struct config *cfg = srv->bridge->cfg;
-    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-    const char *origin =
-        evhttp_find_header(evhttp_request_get_input_headers(req), "Origin");
+    struct evkeyvalq *out = req->out;
+    const char *origin = evhttp_find_header(req->in, "Origin");
     const char *allowed;
 
     evhttp_add_header(out, "Cache-Control", "no-store");
@@ -131,9 +148,9 @@ static bool server_add_common_headers(struct server *srv,
 
 /* OPTIONS: Allow for everyone, the Access-Control-* answer only for an
  * allowed origin. */
-static void server_reply_preflight(struct evhttp_request *req, bool cors)
+static void server_reply_preflight(const struct request *req, bool cors)
 {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    struct evkeyvalq *out = req->out;
 
     evhttp_add_header(out, "Allow", SERVER_ALLOW);
     if (cors) {
@@ -142,13 +159,12 @@ static void server_reply_preflight(struct evhttp_request *req, bool cors)
                           "Authorization, Last-Event-ID, Cache-Control");
         evhttp_add_header(out, "Access-Control-Max-Age", "600");
     }
-    evhttp_send_reply(req, 204, "No Content", NULL);
+    req->ops->reply(req, 204, "No Content", NULL);
 }
 
-static void server_reply_method_not_allowed(struct evhttp_request *req)
+static void server_reply_method_not_allowed(const struct request *req)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-                      SERVER_ALLOW);
+    evhttp_add_header(req->out, "Allow", SERVER_ALLOW);
     server_reply_text(req, 405, "Method Not Allowed", "method not allowed");
 }
 
@@ -159,36 +175,35 @@ static void server_reply_method_not_allowed(struct evhttp_request *req)
  * readyz_details opts in to showing it here.
  */
 static void server_handle_readyz(struct server *srv,
-                                 struct evhttp_request *req)
+                                 const struct request *req)
 {
     struct evbuffer *body = evbuffer_new();
     bool ready;
 
     if (body == NULL) {
-        evhttp_send_error(req, 503, "Service Unavailable");
+        req->ops->reply(req, 503, "Service Unavailable", NULL);
         return;
     }
     ready = replica_readyz(srv->bridge, body);
     if (ready)
         evbuffer_add(body, "ok\n", 3);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "text/plain; charset=utf-8");
+    evhttp_add_header(req->out, "Content-Type", "text/plain; charset=utf-8");
     server_send(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable",
                 body);
     evbuffer_free(body);
 }
 
 static void server_handle_metrics(struct server *srv,
-                                  struct evhttp_request *req)
+                                  const struct request *req)
 {
     struct evbuffer *body = evbuffer_new();
 
     if (body == NULL) {
-        evhttp_send_error(req, 503, "Service Unavailable");
+        req->ops->reply(req, 503, "Service Unavailable", NULL);
         return;
     }
     metrics_render(srv->bridge, body);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+    evhttp_add_header(req->out, "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
     server_send(req, 200, "OK", body);
     evbuffer_free(body);
@@ -196,16 +211,15 @@ static void server_handle_metrics(struct server *srv,
 
 /* /healthz, /readyz, /metrics. Returns false when path is none of them. */
 static bool server_handle_reserved(struct server *srv,
-                                   struct evhttp_request *req,
+                                   const struct request *req,
                                    const char *path, bool cors)
 {
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    bool get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
+    bool get = req->method == REQUEST_GET || req->method == REQUEST_HEAD;
 
     if (strcmp(path, "/healthz") != 0 && strcmp(path, "/readyz") != 0 &&
         strcmp(path, "/metrics") != 0)
         return false;
-    if (cmd == EVHTTP_REQ_OPTIONS)
+    if (req->method == REQUEST_OPTIONS)
         server_reply_preflight(req, cors);
     else if (!get)
         server_reply_method_not_allowed(req);
@@ -220,10 +234,10 @@ static bool server_handle_reserved(struct server *srv,
 
 /* Overload (SPEC 4): 200, a long retry, close. The browser comes back
  * later by itself instead of hammering with errors. */
-void server_reply_come_back(struct bridge *b, struct evhttp_request *req,
+void server_reply_come_back(struct bridge *b, const struct request *req,
                             int64_t retry_ms, bool overload)
 {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    struct evkeyvalq *out = req->out;
     struct evbuffer *body = evbuffer_new();
 
     if (overload)
@@ -232,25 +246,23 @@ void server_reply_come_back(struct bridge *b, struct evhttp_request *req,
     evhttp_add_header(out, "Connection", "close");
     if (body != NULL)
         evbuffer_add_printf(body, "retry: %lld\n\n", (long long)retry_ms);
-    evhttp_send_reply(req, 200, "OK", body);
+    req->ops->reply(req, 200, "OK", body);
     if (body != NULL)
         evbuffer_free(body);
 }
 
 static void server_reply_overload(struct server *srv,
-                                  struct evhttp_request *req)
+                                  const struct request *req)
 {
     server_reply_come_back(srv->bridge, req,
                            srv->bridge->cfg->stream.retry_overload_ms, true);
 }
 
-static void server_reply_head(struct evhttp_request *req)
+static void server_reply_head(const struct request *req)
 {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-
-    evhttp_add_header(out, "Content-Type", "text/event-stream");
-    evhttp_add_header(out, "X-Accel-Buffering", "no");
-    evhttp_send_reply(req, 200, "OK", NULL);
+    evhttp_add_header(req->out, "Content-Type", "text/event-stream");
+    evhttp_add_header(req->out, "X-Accel-Buffering", "no");
+    req->ops->reply(req, 200, "OK", NULL);
 }
 
 /* Why a stream request was refused: an HTTP status and one line. */
@@ -284,16 +296,15 @@ static void server_target_clear(struct server_target *t)
 }
 
 /* Checks the token for a non-public route. */
-static int server_authorize(struct server *srv, struct evhttp_request *req,
+static int server_authorize(struct server *srv, const struct request *req,
                             const char *path, struct server_target *t,
                             struct server_refusal *r)
 {
-    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     struct auth_request areq = {
         .path = path,
-        .authorization = evhttp_find_header(in, "Authorization"),
+        .authorization = evhttp_find_header(req->in, "Authorization"),
         .query_token = t->query.token,
-        .cookie_header = evhttp_find_header(in, "Cookie"),
+        .cookie_header = evhttp_find_header(req->in, "Cookie"),
     };
     char who[128];
     enum auth_result res;
@@ -315,12 +326,11 @@ static int server_authorize(struct server *srv, struct evhttp_request *req,
  * globs see the raw path: allow lists only grant, so an escaped character
  * can only fail to match.
  */
-static int server_resolve(struct server *srv, struct evhttp_request *req,
+static int server_resolve(struct server *srv, const struct request *req,
                           struct server_target *t, struct server_refusal *r)
 {
     struct bridge *b = srv->bridge;
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = evhttp_uri_get_path(uri);
+    const char *path = req->path;
     struct route_params params = {0};
     enum route_lookup found;
     const char *why;
@@ -335,7 +345,7 @@ static int server_resolve(struct server *srv, struct evhttp_request *req,
         return server_refuse(r, 400, "Bad Request", "bad path");
     if (!route_config_of(t->route)->enabled)
         server_refuse(r, 204, "No Content", "");
-    else if (query_parse(evhttp_uri_get_query(uri), &t->query, &why) < 0)
+    else if (query_parse(req->query, &t->query, &why) < 0)
         server_refuse(r, 400, "Bad Request", why);
     else if (auth_enabled(b->auth) && !route_config_of(t->route)->is_public &&
              server_authorize(srv, req, path, t, r) < 0)
@@ -354,16 +364,15 @@ static int server_resolve(struct server *srv, struct evhttp_request *req,
     return rc;
 }
 
-static void server_reply_refusal(struct evhttp_request *req,
+static void server_reply_refusal(const struct request *req,
                                  const struct server_refusal *r)
 {
     if (r->status == 204) {
-        evhttp_send_reply(req, 204, "No Content", NULL);
+        req->ops->reply(req, 204, "No Content", NULL);
         return;
     }
     if (r->status == 401)
-        evhttp_add_header(evhttp_request_get_output_headers(req),
-                          "WWW-Authenticate", "Bearer");
+        evhttp_add_header(req->out, "WWW-Authenticate", "Bearer");
     server_reply_text(req, r->status, r->reason, r->text);
 }
 
@@ -390,7 +399,7 @@ static void server_resume_start(struct bridge *b, const char *last_id,
 
 /* A GET or HEAD on a route path. */
 static void server_handle_stream(struct server *srv,
-                                 struct evhttp_request *req)
+                                 const struct request *req)
 {
     struct bridge *b = srv->bridge;
     struct server_target t;
@@ -403,15 +412,14 @@ static void server_handle_stream(struct server *srv,
         server_reply_refusal(req, &refusal);
         goto out;
     }
-    last_id = evhttp_find_header(evhttp_request_get_input_headers(req),
-                                 "Last-Event-ID");
+    last_id = evhttp_find_header(req->in, "Last-Event-ID");
     if (last_id == NULL)
         last_id = t.query.last_id; /* the header wins */
     if (last_id != NULL && strlen(last_id) > SERVER_MAX_ID_LEN) {
         server_reply_text(req, 400, "Bad Request", "last event id too long");
         goto out;
     }
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+    if (req->method == REQUEST_HEAD) {
         server_reply_head(req);
         goto out;
     }
@@ -449,7 +457,7 @@ int server_rehome(struct server *srv, struct stream *s)
     struct feed *feed;
     int rc = -1;
 
-    if (server_resolve(srv, s->req, &t, &refusal) == 0 &&
+    if (server_resolve(srv, &s->req, &t, &refusal) == 0 &&
         (feed = feed_acquire(srv->bridge, t.route, &t.filter)) != NULL) {
         /* A per-key stream stays only on its own key's feed (a changed
          * route would need a new watch: the client reconnects instead). */
@@ -466,25 +474,93 @@ int server_rehome(struct server *srv, struct stream *s)
     return rc;
 }
 
-/* evhttp: a new connection's bufferevent (as evhttp would create it),
- * tracked until its first request arrives. */
+/* A TLS connection's bufferevent, its handshake still to come: evhttp
+ * hands it the socket (bufferevent_setfd) and then reads requests
+ * through it as from a plain one. A client that closes without a TLS
+ * close_notify is an ordinary end of stream, not an error. */
+static struct bufferevent *server_tls_bufferevent(struct server *srv,
+                                                  struct event_base *base)
+{
+    SSL *ssl = tls_ssl_new(srv->tls);
+    struct bufferevent *bev;
+
+    if (ssl == NULL)
+        return NULL;
+    bev = bufferevent_openssl_socket_new(base, -1, ssl,
+                                         BUFFEREVENT_SSL_ACCEPTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+static void server_pending_done(struct server *srv, struct bufferevent *bev);
+
+/*
+ * The first bytes of a connection that may speak HTTP/2 (ALPN h2 on the
+ * TLS port, or h2c with prior knowledge): the client preface hands the
+ * connection to h2.c before evhttp sees a byte of it (this runs inside
+ * the read, before the read callback, which h2_conn_take replaces);
+ * anything else leaves it to evhttp as HTTP/1.x.
+ */
+static void server_on_sniff(struct evbuffer *in,
+                            const struct evbuffer_cb_info *info, void *arg)
+{
+    struct server_pending *p = arg;
+    struct server *srv = p->srv;
+    struct bufferevent *bev = p->bev;
+    size_t len = evbuffer_get_length(in);
+    int match;
+
+    if (info->n_added == 0 || len == 0)
+        return;
+    if (len > 24)
+        len = 24;
+    match = h2_preface_match(evbuffer_pullup(in, (ssize_t)len), len);
+    if (match == 0)
+        return; /* a prefix of the preface: wait for more */
+    evbuffer_remove_cb_entry(in, p->sniff);
+    p->sniff = NULL;
+    if (match < 0)
+        return;
+    server_pending_done(srv, bev);
+    if (h2_conn_take(srv->h2, bev, srv->tls != NULL) < 0)
+        log_limited(LOG_WARN, 10000, "out of memory for an HTTP/2 "
+                    "connection");
+}
+
+/* evhttp: a new connection's bufferevent (as evhttp would create it, or
+ * a TLS one), tracked until its first request arrives. The deadline
+ * covers the TLS handshake too: a client that never finishes it is
+ * dropped like a slowloris. */
 static struct bufferevent *server_new_bufferevent(struct event_base *base,
                                                   void *arg)
 {
     struct server *srv = arg;
     struct bufferevent *bev =
-        bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+        srv->tls != NULL ? server_tls_bufferevent(srv, base)
+                         : bufferevent_socket_new(base, -1,
+                                                  BEV_OPT_CLOSE_ON_FREE);
     struct server_pending *p;
 
     if (bev == NULL)
         return NULL;
+    srv->bridge->metrics.connections_accepted[srv->tls != NULL]++;
     bufferevent_setwatermark(bev, EV_READ, 0, SERVER_MAX_INPUT);
     p = malloc(sizeof(*p));
     if (p == NULL)
         return bev; /* untracked: only the idle timeout applies */
     bufferevent_incref(bev);
+    p->srv = srv;
     p->bev = bev;
     p->deadline_ms = bridge_now_ms() + SERVER_REQUEST_DEADLINE_MS;
+    p->tls = srv->tls != NULL;
+    p->sniff = srv->h2_sniff ? evbuffer_add_cb(bufferevent_get_input(bev),
+                                               server_on_sniff, p)
+                             : NULL;
     p->next = srv->pending;
     srv->pending = p;
     return bev;
@@ -492,6 +568,8 @@ static struct bufferevent *server_new_bufferevent(struct event_base *base,
 
 static void server_pending_release(struct server_pending *p)
 {
+    if (p->sniff != NULL)
+        evbuffer_remove_cb_entry(bufferevent_get_input(p->bev), p->sniff);
     bufferevent_decref(p->bev);
     free(p);
 }
@@ -521,75 +599,139 @@ static bool server_pending_gone(const struct server_pending *p)
     return readcb == NULL && writecb == NULL && eventcb == NULL;
 }
 
+/* True when p is a TLS connection whose handshake never completed. */
+static bool server_pending_handshaking(const struct server_pending *p)
+{
+    SSL *ssl;
+
+    if (!p->tls)
+        return false;
+    ssl = bufferevent_openssl_get_ssl(p->bev);
+    return ssl != NULL && !SSL_is_init_finished(ssl);
+}
+
+/*
+ * A TLS connection ended (or is being ended) before its handshake
+ * completed: counted by why, and logged at most every 10 s with
+ * OpenSSL's reason (never anything the client sent).
+ */
+static void server_handshake_failed(struct server *srv,
+                                    struct server_pending *p, bool timeout)
+{
+    unsigned long e = bufferevent_get_openssl_error(p->bev);
+    const char *why = e != 0 ? ERR_reason_error_string(e) : NULL;
+    enum tls_failure kind = timeout       ? TLS_FAIL_TIMEOUT
+                            : e != 0      ? TLS_FAIL_ERROR
+                                          : TLS_FAIL_CLOSED;
+
+    while (bufferevent_get_openssl_error(p->bev) != 0)
+        ; /* the rest of its queue */
+    srv->bridge->metrics.tls_handshake_failures[kind]++;
+    if (timeout)
+        why = "no handshake within the request deadline";
+    else if (why == NULL)
+        why = "closed by the client";
+    log_limited(LOG_INFO, 10000, "TLS handshake failed: %s", why);
+}
+
 void server_sweep(struct server *srv, int64_t now_ms)
 {
     struct server_pending **link = &srv->pending;
 
     while (*link != NULL) {
         struct server_pending *p = *link;
-        if (!server_pending_gone(p) && now_ms < p->deadline_ms) {
+        bool gone = server_pending_gone(p);
+
+        if (!gone && now_ms < p->deadline_ms) {
             link = &p->next;
             continue;
         }
-        if (!server_pending_gone(p)) {
+        /* Past the deadline is a timeout, ours or evhttp's idle one
+         * (same length) that closed it first. */
+        if (server_pending_handshaking(p))
+            server_handshake_failed(srv, p, now_ms >= p->deadline_ms);
+        else if (!gone)
             log_limited(LOG_INFO, 10000, "closed a connection that did not "
                         "send a whole request within %d s",
                         SERVER_TIMEOUT_S);
+        if (!gone)
             bufferevent_trigger_event(p->bev, BEV_EVENT_EOF | BEV_EVENT_READING,
                                       0);
-        }
         *link = p->next;
         server_pending_release(p);
     }
 }
 
-static void server_handle(struct evhttp_request *req, void *arg)
+void server_handle_request(struct server *srv, const struct request *req)
 {
-    struct server *srv = arg;
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     const struct route *route;
     struct route_params params;
     enum route_lookup found;
     bool cors = server_add_common_headers(srv, req);
 
-    if (srv->pending != NULL)
-        server_pending_done(srv, evhttp_connection_get_bufferevent(
-                                     evhttp_request_get_connection(req)));
-    if (path == NULL || path[0] != '/') {
+    if (req->path == NULL || req->path[0] != '/') {
         server_reply_text(req, 400, "Bad Request", "bad request target");
         return;
     }
-    if (server_handle_reserved(srv, req, path, cors))
+    if (server_handle_reserved(srv, req, req->path, cors))
         return;
-    if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD) {
+    if (req->method == REQUEST_GET || req->method == REQUEST_HEAD) {
         server_handle_stream(srv, req);
         return;
     }
     /* Other methods: 404 for unknown paths, else preflight or 405. */
-    found = route_table_match(srv->bridge->routes, path, &route, &params);
+    found = route_table_match(srv->bridge->routes, req->path, &route, &params);
     route_params_clear(&params);
     if (found != ROUTE_FOUND)
         server_reply_text(req, 404, "Not Found", "not found");
-    else if (cmd == EVHTTP_REQ_OPTIONS)
+    else if (req->method == REQUEST_OPTIONS)
         server_reply_preflight(req, cors);
     else
         server_reply_method_not_allowed(req);
 }
 
-struct server *server_new(struct bridge *b)
+/* evhttp's callback for every HTTP/1.x request. */
+static void server_handle(struct evhttp_request *evreq, void *arg)
+{
+    struct server *srv = arg;
+    struct request req;
+
+    if (srv->pending != NULL)
+        server_pending_done(srv, evhttp_connection_get_bufferevent(
+                                     evhttp_request_get_connection(evreq)));
+    h1_request_init(evreq, srv->tls != NULL, &req);
+    server_handle_request(srv, &req);
+}
+
+struct server *server_new(struct bridge *b, char *err, size_t errlen)
 {
     struct server *srv = calloc(1, sizeof(*srv));
 
-    if (srv == NULL)
+    if (srv == NULL) {
+        snprintf(err, errlen, "server: out of memory");
         return NULL;
+    }
     srv->bridge = b;
-    srv->http = evhttp_new(b->base);
-    if (srv->http == NULL) {
+    if (b->cfg->tls.present &&
+        (srv->tls = tls_new(b->cfg, err, errlen)) == NULL) {
         free(srv);
         return NULL;
     }
+    srv->http = evhttp_new(b->base);
+    if (b->cfg->http2.enabled)
+        srv->h2 = h2_server_new(srv, b, SERVER_REQUEST_DEADLINE_MS);
+    if (srv->http == NULL || (b->cfg->http2.enabled && srv->h2 == NULL)) {
+        snprintf(err, errlen, "server: out of memory");
+        if (srv->http != NULL)
+            evhttp_free(srv->http);
+        tls_free(srv->tls);
+        free(srv);
+        return NULL;
+    }
+    /* HTTP/2: by ALPN on the TLS port; in cleartext only when asked
+     * (h2c with prior knowledge, for proxy hops). */
+    srv->h2_sniff = srv->h2 != NULL &&
+                    (srv->tls != NULL || b->cfg->http2.cleartext);
     /* Every method reaches server_handle, which answers 405 itself. */
     evhttp_set_allowed_methods(srv->http, 0xffff);
     evhttp_set_max_headers_size(srv->http, SERVER_MAX_HEADERS_SIZE);
@@ -701,11 +843,26 @@ void server_free(struct server *srv)
 {
     if (srv == NULL)
         return;
+    h2_server_free(srv->h2);
     evhttp_free(srv->http);
     while (srv->pending != NULL) {
         struct server_pending *p = srv->pending;
         srv->pending = p->next;
         server_pending_release(p);
     }
+    tls_free(srv->tls);
     free(srv);
+}
+
+int server_reload_tls(struct server *srv, const struct config *cfg, char *err,
+                      size_t errlen)
+{
+    if (srv->tls == NULL || !cfg->tls.present) {
+        if ((srv->tls != NULL) != cfg->tls.present) {
+            snprintf(err, errlen, "turning tls on or off needs a restart");
+            return -1;
+        }
+        return 0;
+    }
+    return tls_reload(srv->tls, cfg, err, errlen);
 }

@@ -1,33 +1,20 @@
 /*
  * stream.c - one SSE response; see stream.h for the states.
  *
- * Two write paths. The start of a stream (headers, padding, retry, reset,
- * snapshot), its replay batches and its final retry go through evhttp
- * (evhttp_send_reply_chunk*, whose drain callbacks pace the replay).
- * Live traffic, the hot path, does not: the feed builds each message's
- * frame once (stream_frame_build), stream_deliver sends a stream's first
- * event of a loop turn straight to the socket from that shared buffer,
- * and anything more in the same turn, or what a full socket refused, is
- * appended to the connection's output and written once at the end of the
- * turn (stream_write). The write event is armed only while a socket is
- * full, so a delivery costs one send(2) and no epoll_ctl. Both paths
- * frame chunks the way evhttp chose when it sent the headers (chunked for
- * HTTP/1.1, close-delimited for HTTP/1.0), and append to the same output
- * buffer, so their bytes never reorder.
+ * What a stream sends is decided here; how it reaches the client is its
+ * transport's (struct stream_ops: h1.c for HTTP/1.x, h2.c for HTTP/2).
+ * The start of a stream (preamble, reset, snapshot), its replay batches
+ * and its final retry are sent with ops->send, whose drain callback paces
+ * the replay. Live traffic, the hot path, goes through ops->deliver with
+ * the frame the feed built once for all its streams; the stream is then
+ * marked dirty and ops->write runs once per loop turn (writer.h).
  *
  * Closing: a stream is never freed while a feed is being walked. Slow
- * clients and expired tokens go to the bridge's reap list; a connection
- * closed by the client arrives here through evhttp's close callback,
- * which is never called during a dispatch pass (one thread). A client
- * the server gives up on while bytes are still queued for it is reset,
- * not closed with a FIN (stream_cut), so the kernel drops its queue.
- *
- * Input: evhttp keeps reading a connection while it writes the response
- * (that is how it learns of a close) but has no use for the bytes, which
- * would pile up in the bufferevent's input without limit. A stream
- * therefore discards them as they arrive (stream_on_input), so reading
- * (and close detection) goes on with no memory held, and cuts a client
- * that sends more than STREAM_MAX_INPUT: a browser sends nothing at all.
+ * clients and expired tokens go to the bridge's reap list; a client that
+ * goes away is reported by the transport (stream_transport_closed), which
+ * is never called during a dispatch pass (one thread). A client the
+ * server gives up on while bytes are still queued for it is reset, not
+ * closed cleanly (stream_cut), so its queue is dropped at once.
  */
 #include "bridge/stream.h"
 
@@ -36,12 +23,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
-#include <sys/socket.h>
 
 #include <stddef.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -61,10 +46,6 @@
 #define STREAM_REPLAY_BATCH (64 * 1024)
 /* Longest chunk header: 16 hex digits and CRLF. */
 #define STREAM_CHUNK_HEAD_MAX 18
-/* A client whose socket accepts nothing for this long is dropped. */
-#define STREAM_WRITE_TIMEOUT_S 30
-/* Bytes a client may send after its request before it is cut. */
-#define STREAM_MAX_INPUT 4096
 /* The event line of a per-key route's end entry. */
 #define STREAM_END_LINE "event: end\n"
 
@@ -77,7 +58,7 @@ static struct history *stream_history(const struct stream *s)
     return s->bridge->history;
 }
 
-static int64_t stream_now_ms(const struct stream *s)
+int64_t stream_now_ms(const struct stream *s)
 {
     struct timeval tv;
 
@@ -87,9 +68,7 @@ static int64_t stream_now_ms(const struct stream *s)
 
 static size_t stream_pending(const struct stream *s)
 {
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(s->evcon);
-
-    return evbuffer_get_length(bufferevent_get_output(bev));
+    return s->ops != NULL ? s->ops->pending(s) : 0;
 }
 
 /*
@@ -111,12 +90,11 @@ static void stream_compress_failed(struct stream *s)
 }
 
 /*
- * The evhttp path: moves the scratch buffer into the response, deflating
- * it first for a compressed stream; cb (may be NULL) runs once it is all
- * on the wire. Not for live deliveries (see the top comment).
+ * Moves the scratch buffer into the response, deflating it first for a
+ * compressed stream; cb (may be NULL) runs once it is all on the wire.
+ * Not for live deliveries (see the top comment).
  */
-static void stream_send(struct stream *s,
-                        void (*cb)(struct evhttp_connection *, void *))
+static void stream_send(struct stream *s, void (*cb)(struct stream *))
 {
     struct bridge *b = s->bridge;
     struct evbuffer *out = b->writer->scratch;
@@ -131,7 +109,11 @@ static void stream_send(struct stream *s,
         }
         out = b->writer->zscratch;
     }
-    evhttp_send_reply_chunk_with_cb(s->req, out, cb, s);
+    if (s->ops == NULL) {
+        evbuffer_drain(out, evbuffer_get_length(out));
+        return;
+    }
+    s->ops->send(s, out, cb);
     s->last_write_ms = stream_now_ms(s);
 }
 
@@ -181,9 +163,74 @@ static bool stream_cut_if_behind(struct stream *s)
     return true;
 }
 
-static struct evbuffer *stream_output(const struct stream *s)
+/*
+ * Appends SSE text to a live stream's output, deflated for a compressed
+ * stream; the transport frames it. The write happens in stream_write.
+ */
+static void stream_append_text(struct stream *s, const char *data,
+                               size_t len)
 {
-    return bufferevent_get_output(evhttp_connection_get_bufferevent(s->evcon));
+    struct evbuffer *z = s->bridge->writer->zscratch;
+
+    if (s->ops == NULL)
+        return;
+    if (s->z != NULL) {
+        if (compressor_write_bytes(s->z, data, len, z) < 0) {
+            stream_compress_failed(s);
+            return;
+        }
+        len = evbuffer_get_length(z);
+        data = (const char *)evbuffer_pullup(z, -1);
+    }
+    s->ops->append(s, data, len);
+    if (s->z != NULL)
+        evbuffer_drain(z, len);
+    writer_mark_dirty(s->bridge->writer, s);
+}
+
+/* Appends the scratch buffer's text (a heartbeat) and empties it. */
+static void stream_append_scratch(struct stream *s)
+{
+    struct evbuffer *scratch = s->bridge->writer->scratch;
+    size_t len = evbuffer_get_length(scratch);
+
+    stream_append_text(s, (const char *)evbuffer_pullup(scratch, -1), len);
+    evbuffer_drain(scratch, len);
+}
+
+/* The end entry of a per-key stream went out: close gracefully after
+ * this pass (the reconnect with its id gets 204). */
+static void stream_end(struct stream *s)
+{
+    s->reap_reason = DROP_END;
+    bridge_schedule_reap(s->bridge, s);
+}
+
+void stream_deliver(struct stream *s, const struct frame *f, uint64_t seq)
+{
+    /* seq <= sent_seq: a per-key stream that resumed from an id newer
+     * than its key's reader had yet read (another replica's id). */
+    if (s->reaping || s->closing || s->ops == NULL || seq <= s->sent_seq ||
+        stream_cut_if_behind(s))
+        return;
+    if (s->z != NULL) {
+        stream_append_text(s, f->plain, f->plain_len);
+    } else {
+        s->ops->deliver(s, f);
+        writer_mark_dirty(s->bridge->writer, s);
+    }
+    s->sent_seq = seq;
+    s->bridge->metrics.delivered++;
+    if (f->end)
+        stream_end(s);
+}
+
+void stream_write(struct stream *s)
+{
+    s->dirty = false;
+    if (s->ops == NULL || s->closing || !s->live)
+        return;
+    s->ops->write(s);
 }
 
 /* Writes "<len in hex>\r\n", an HTTP/1.1 chunk header, into out (room
@@ -203,122 +250,6 @@ static size_t stream_chunk_header(size_t len, char *out)
     out[i++] = '\r';
     out[i++] = '\n';
     return i;
-}
-
-/*
- * Appends SSE text to a live stream's output, framed for its connection:
- * deflated for a compressed stream, one chunk for HTTP/1.1, as is for a
- * close-delimited HTTP/1.0 body. The write happens in stream_write.
- */
-static void stream_append_text(struct stream *s, const char *data,
-                               size_t len)
-{
-    struct bridge *b = s->bridge;
-    struct evbuffer *out = stream_output(s);
-    struct evbuffer *z = b->writer->zscratch;
-    char head[STREAM_CHUNK_HEAD_MAX];
-
-    if (s->z != NULL) {
-        if (compressor_write_bytes(s->z, data, len, z) < 0) {
-            stream_compress_failed(s);
-            return;
-        }
-        len = evbuffer_get_length(z);
-    }
-    if (s->chunked)
-        evbuffer_add(out, head, stream_chunk_header(len, head));
-    if (s->z != NULL)
-        evbuffer_add_buffer(out, z);
-    else
-        evbuffer_add(out, data, len);
-    if (s->chunked)
-        evbuffer_add(out, "\r\n", 2);
-    writer_mark_dirty(s->bridge->writer, s);
-}
-
-/* Appends the scratch buffer's text (a heartbeat) and empties it. */
-static void stream_append_scratch(struct stream *s)
-{
-    struct evbuffer *scratch = s->bridge->writer->scratch;
-    size_t len = evbuffer_get_length(scratch);
-
-    stream_append_text(s, (const char *)evbuffer_pullup(scratch, -1), len);
-    evbuffer_drain(scratch, len);
-}
-
-/*
- * Hot path: the stream's first event in this loop turn goes straight to
- * the socket from the shared frame: one send(2), no copy into a buffer, no
- * allocation. What the socket does not take, and any later event of the
- * same turn, is appended to the output and written once at the end of the
- * turn (stream_write), so bursts and slow sockets still coalesce.
- */
-static void stream_send_frame(struct stream *s, const char *data, size_t len)
-{
-    struct evbuffer *out = stream_output(s);
-    ssize_t n = 0;
-
-    if (!s->dirty && evbuffer_get_length(out) == 0) {
-        n = send(s->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n < 0)
-            n = 0; /* EAGAIN, or an error stream_write will meet */
-        s->last_write_ms = stream_now_ms(s);
-    }
-    if ((size_t)n < len)
-        evbuffer_add(out, data + n, len - (size_t)n);
-    writer_mark_dirty(s->bridge->writer, s);
-}
-
-/* The end entry of a per-key stream went out: close gracefully after
- * this pass (the reconnect with its id gets 204). */
-static void stream_end(struct stream *s)
-{
-    s->reap_reason = DROP_END;
-    bridge_schedule_reap(s->bridge, s);
-}
-
-void stream_deliver(struct stream *s, const struct frame *f, uint64_t seq)
-{
-    /* seq <= sent_seq: a per-key stream that resumed from an id newer
-     * than its key's reader had yet read (another replica's id). */
-    if (s->reaping || s->closing || seq <= s->sent_seq ||
-        stream_cut_if_behind(s))
-        return;
-    if (s->z != NULL)
-        stream_append_text(s, f->plain, f->plain_len);
-    else if (s->chunked)
-        stream_send_frame(s, f->chunked, f->chunked_len);
-    else
-        stream_send_frame(s, f->plain, f->plain_len);
-    s->sent_seq = seq;
-    s->bridge->metrics.delivered++;
-    if (f->end)
-        stream_end(s);
-}
-
-void stream_write(struct stream *s)
-{
-    struct bufferevent *bev;
-    struct evbuffer *out;
-
-    s->dirty = false;
-    if (s->evcon == NULL || s->closing || !s->live)
-        return;
-    bev = evhttp_connection_get_bufferevent(s->evcon);
-    out = bufferevent_get_output(bev);
-    if (evbuffer_get_length(out) == 0) {
-        bufferevent_disable(bev, EV_WRITE);
-        return; /* everything went out in stream_send_frame */
-    }
-    evbuffer_write(out, s->fd);
-    /* What the socket did not take, libevent writes when it can; with an
-     * empty buffer no write event is armed, so an idle-then-busy stream
-     * costs one writev per turn and no epoll_ctl. */
-    if (evbuffer_get_length(out) > 0)
-        bufferevent_enable(bev, EV_WRITE);
-    else
-        bufferevent_disable(bev, EV_WRITE);
-    s->last_write_ms = stream_now_ms(s);
 }
 
 int stream_frame_build(struct bridge *b, const struct feed *f,
@@ -444,11 +375,9 @@ static int stream_catchup_new(struct stream *s, uint64_t after)
     return 0;
 }
 
-static void stream_on_drained(struct evhttp_connection *evcon, void *arg)
+static void stream_on_drained(struct stream *s)
 {
-    struct stream *s = arg;
-
-    /* evhttp keeps the last callback for later drains too. */
+    /* The transport keeps the last callback for later drains too. */
     if (!s->live)
         stream_replay(s);
 }
@@ -615,64 +544,6 @@ void stream_tick(struct stream *s, int64_t now_ms)
     stream_append_scratch(s);
 }
 
-/* Makes the coming close(2) of the socket send a reset and drop whatever
- * the kernel still holds for the client. */
-static void stream_set_reset(struct stream *s)
-{
-    static const struct linger reset = {1, 0};
-
-    if (setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)) != 0)
-        log_debug("cannot set SO_LINGER on a stream's socket");
-}
-
-/*
- * The input buffer's callback: what a client sends after its request is
- * dropped as it arrives; more than STREAM_MAX_INPUT cuts the stream. Runs
- * inside libevent's read, so the cut goes through the reap list.
- */
-static void stream_on_input(struct evbuffer *in,
-                            const struct evbuffer_cb_info *info, void *arg)
-{
-    struct stream *s = arg;
-
-    if (info->n_added == 0)
-        return; /* our own drain below */
-    s->input_bytes += info->n_added;
-    evbuffer_drain(in, evbuffer_get_length(in));
-    if (s->input_bytes <= STREAM_MAX_INPUT || s->reaping || s->closing)
-        return;
-    log_limited(LOG_INFO, 10000, "cut a stream whose client sent %zu bytes "
-                "after its request", s->input_bytes);
-    s->reap_reason = DROP_INPUT;
-    bridge_schedule_reap(s->bridge, s);
-}
-
-/* Starts discarding the connection's input (pipelined bytes already
- * buffered count too). */
-static void stream_input_attach(struct stream *s)
-{
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(s->evcon);
-    struct evbuffer *in = bufferevent_get_input(bev);
-    size_t buffered = evbuffer_get_length(in);
-
-    s->input_cb = evbuffer_add_cb(in, stream_on_input, s);
-    s->input_bytes = buffered;
-    evbuffer_drain(in, buffered);
-    /* evhttp paused reading while it ran our handler; its reply path
-     * turns it back on, but say so here too: close detection needs it. */
-    bufferevent_enable(bev, EV_READ);
-}
-
-static void stream_input_detach(struct stream *s)
-{
-    if (s->input_cb == NULL || s->evcon == NULL)
-        return;
-    evbuffer_remove_cb_entry(
-        bufferevent_get_input(evhttp_connection_get_bufferevent(s->evcon)),
-        s->input_cb);
-    s->input_cb = NULL;
-}
-
 void stream_cut(struct stream *s)
 {
     bool behind = s->reap_reason == DROP_SLOW ||
@@ -680,9 +551,17 @@ void stream_cut(struct stream *s)
                   s->reap_reason == DROP_REPLAY ||
                   s->reap_reason == DROP_COMPRESS;
 
-    if (s->evcon != NULL && (behind || stream_pending(s) > 0))
-        stream_set_reset(s);
+    if (s->ops != NULL)
+        s->ops->close(s, behind || stream_pending(s) > 0);
     stream_close(s, false, 0);
+}
+
+/* The gauge of open streams of s's protocol and TLS (/metrics). */
+static uint64_t *stream_open_gauge(const struct stream *s)
+{
+    bool h2 = strcmp(s->req.protocol, "h2") == 0;
+
+    return &s->bridge->metrics.streams_open[h2][s->req.tls];
 }
 
 /* Unlinks s from its feed and the bridge's list and frees it. The
@@ -703,29 +582,14 @@ static void stream_destroy(struct stream *s)
     if (s->next != NULL)
         s->next->prev = s->prev;
     b->nstreams--;
+    *stream_open_gauge(s) -= 1;
     compressor_free(s->z);
     free(s);
 }
 
-/* evhttp: the client went away (or the connection failed). libevent
- * frees the connection and request after this returns. */
-static void stream_on_close(struct evhttp_connection *evcon, void *arg)
+void stream_transport_closed(struct stream *s)
 {
-    struct stream *s = arg;
-
-    /* The write timeout ends here too: bytes still unsent mean a client
-     * that stopped reading, which gets a reset (see stream_cut). */
-    if (stream_pending(s) > 0)
-        stream_set_reset(s);
-    stream_input_detach(s);
-
-    /* A client that hangs up mid-response leaves the unfinished request
-     * detached from the connection, and libevent 2.1 then leaves freeing
-     * it to us: evhttp_send_reply_end frees a detached request. */
-    if (s->req != NULL && evhttp_request_get_connection(s->req) == NULL)
-        evhttp_send_reply_end(s->req);
-    s->evcon = NULL;
-    s->req = NULL;
+    s->ops = NULL;
     if (s->reaping)
         return; /* the reaper frees it */
     stream_destroy(s);
@@ -733,21 +597,12 @@ static void stream_on_close(struct evhttp_connection *evcon, void *arg)
 
 static void stream_free_connection(struct stream *s)
 {
-    struct evhttp_connection *evcon = s->evcon;
-
-    if (evcon == NULL)
-        return;
-    stream_input_detach(s);
-    s->evcon = NULL;
-    s->req = NULL;
-    evhttp_connection_set_closecb(evcon, NULL, NULL);
-    evhttp_connection_free(evcon);
+    if (s->ops != NULL)
+        s->ops->close(s, false);
 }
 
-static void stream_on_final_flush(struct evhttp_connection *evcon, void *arg)
+static void stream_on_final_flush(struct stream *s)
 {
-    struct stream *s = arg;
-
     stream_free_connection(s);
     stream_destroy(s);
 }
@@ -756,7 +611,7 @@ void stream_close(struct stream *s, bool graceful, int64_t retry_ms)
 {
     struct bridge *b = s->bridge;
 
-    if (s->evcon == NULL) {
+    if (s->ops == NULL) {
         stream_destroy(s);
         return;
     }
@@ -824,16 +679,6 @@ static void stream_append_reset(struct stream *s, const char *reason,
     b->metrics.resets++;
 }
 
-/* evhttp's idle timeout (meant for reading requests) would cut quiet
- * streams: keep only a write timeout, for clients that stop reading. */
-static void stream_set_timeouts(struct stream *s)
-{
-    static const struct timeval write_timeout = {STREAM_WRITE_TIMEOUT_S, 0};
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(s->evcon);
-
-    bufferevent_set_timeouts(bev, NULL, &write_timeout);
-}
-
 struct snapshot_collect {
     struct stream *stream;
     struct message **items;
@@ -884,11 +729,11 @@ static int64_t stream_lifetime_deadline(struct stream *s, int64_t now_ms)
  */
 static void stream_trim_request(struct stream *s)
 {
-    struct evkeyvalq *in = evhttp_request_get_input_headers(s->req);
+    struct evkeyvalq *in = s->req.in;
     bool keep_auth = auth_enabled(s->bridge->auth);
     struct evkeyval *kv = TAILQ_FIRST(in);
 
-    evhttp_clear_headers(evhttp_request_get_output_headers(s->req));
+    evhttp_clear_headers(s->req.out);
     while (kv != NULL) {
         struct evkeyval *next = TAILQ_NEXT(kv, next);
         if (!keep_auth || (strcasecmp(kv->key, "Authorization") != 0 &&
@@ -903,14 +748,14 @@ static void stream_trim_request(struct stream *s)
  * stream. */
 static void stream_negotiate_compression(struct stream *s)
 {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(s->req);
+    struct evkeyvalq *out = s->req.out;
     enum compress_kind kind;
 
     if (!s->bridge->cfg->stream.compression)
         return;
     evhttp_add_header(out, "Vary", "Accept-Encoding");
-    kind = compress_negotiate(evhttp_find_header(
-        evhttp_request_get_input_headers(s->req), "Accept-Encoding"));
+    kind = compress_negotiate(evhttp_find_header(s->req.in,
+                                                 "Accept-Encoding"));
     if (kind == COMPRESS_NONE || (s->z = compressor_new(kind)) == NULL)
         return;
     evhttp_add_header(out, "Content-Encoding", compress_name(kind));
@@ -929,42 +774,38 @@ static uint64_t stream_replay_after(const struct stream *s,
     return history_head(stream_history(s));
 }
 
-struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
+struct stream *stream_open(struct bridge *b, const struct request *req,
                            struct feed *f, const struct stream_start *start)
 {
     struct stream *s = calloc(1, sizeof(*s));
-    struct evkeyvalq *hdrs = evhttp_request_get_output_headers(req);
     int64_t now_ms;
 
     if (s == NULL) {
-        evhttp_send_error(req, 503, "Service Unavailable");
+        req->ops->reply(req, 503, "Service Unavailable", NULL);
         return NULL;
     }
     s->bridge = b;
-    s->req = req;
-    s->evcon = evhttp_request_get_connection(req);
+    s->req = *req;
     s->expires_ms = start->expires_ms;
     now_ms = stream_now_ms(s);
     s->close_at_ms = stream_lifetime_deadline(s, now_ms);
+    evhttp_add_header(req->out, "Content-Type", "text/event-stream");
+    evhttp_add_header(req->out, "X-Accel-Buffering", "no");
+    stream_negotiate_compression(s);
+    if (req->ops->stream_start(req, s) < 0) {
+        compressor_free(s->z);
+        free(s);
+        feed_drop_if_unused(f);
+        return NULL;
+    }
     s->next = b->streams;
     if (b->streams != NULL)
         b->streams->prev = s;
     b->streams = s;
     b->nstreams++;
     b->metrics.streams_opened++;
+    *stream_open_gauge(s) += 1;
     feed_attach(f, s);
-
-    evhttp_add_header(hdrs, "Content-Type", "text/event-stream");
-    evhttp_add_header(hdrs, "X-Accel-Buffering", "no");
-    stream_negotiate_compression(s);
-    evhttp_send_reply_start(req, 200, "OK");
-    /* evhttp chose the framing (chunked for HTTP/1.1) when it sent the
-     * headers; live writes frame their own chunks the same way. */
-    s->chunked = evhttp_find_header(hdrs, "Transfer-Encoding") != NULL;
-    s->fd = bufferevent_getfd(evhttp_connection_get_bufferevent(s->evcon));
-    evhttp_connection_set_closecb(s->evcon, stream_on_close, s);
-    stream_set_timeouts(s);
-    stream_input_attach(s);
 
     stream_append_preamble(s, start);
     stream_trim_request(s);

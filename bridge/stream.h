@@ -24,30 +24,40 @@
 #include <stdint.h>
 
 #include "bridge/metrics.h"
+#include "bridge/request.h"
 
 struct bridge;
 struct compressor;
+struct evbuffer;
 struct evhttp_connection;
 struct evbuffer_cb_entry;
-struct evhttp_request;
 struct feed;
+struct h2_stream;
+struct stream_ops;
 struct frame;
 struct message;
 struct stream_catchup;
 
 struct stream {
     struct bridge *bridge;
-    struct evhttp_request *req;      /* owned by libevent */
-    struct evhttp_connection *evcon; /* owned by libevent */
+    struct request req;              /* a view; the transport owns it */
+    const struct stream_ops *ops;    /* the transport; NULL once gone */
+    void (*drained)(struct stream *); /* the last send's drain callback */
     struct feed *feed;
     struct stream *feed_prev, *feed_next;
     struct stream *prev, *next;      /* in bridge->streams */
     struct stream *reap_next;        /* in bridge->reap */
     struct stream *dirty_next;       /* in the writer's dirty list */
     struct compressor *z;            /* owned; NULL: not compressed */
+
+    /* HTTP/1.x (h1.c) */
+    struct evhttp_connection *evcon; /* owned by libevent */
     int fd;                          /* the socket (owned by libevent) */
     struct evbuffer_cb_entry *input_cb; /* discards what the client sends */
     size_t input_bytes;    /* sent by the client since its request */
+    bool chunked;          /* HTTP/1.1 chunked body (else close-delimited) */
+    /* HTTP/2 (h2.c) */
+    struct h2_stream *h2;            /* owned by the h2 connection */
 
     struct stream_catchup *catchup; /* owned; NULL once live */
     uint64_t sent_seq;     /* history position of the client's last id */
@@ -58,7 +68,6 @@ struct stream {
     bool live;
     bool reaping;          /* on the bridge's reap list */
     bool closing;          /* final "retry:" being flushed, then freed */
-    bool chunked;          /* HTTP/1.1 chunked body (else close-delimited) */
     bool dirty;            /* on the writer's list: output waits */
 };
 
@@ -96,12 +105,45 @@ struct stream_start {
 };
 
 /*
+ * The transport of a stream's response: h1.c (evhttp) or h2.c (nghttp2).
+ * The stream decides what to send; the transport frames and writes it.
+ * After close, or once the transport has called stream_transport_closed,
+ * no op is called again (s->ops is NULL).
+ */
+struct stream_ops {
+    /* Unsent bytes queued for this stream (max_pending). */
+    size_t (*pending)(const struct stream *s);
+    /* Moves buf's bytes into the response (start, replay, final retry);
+     * drained (may be NULL) runs each time the stream's output has all
+     * gone out, until the next send replaces it. */
+    void (*send)(struct stream *s, struct evbuffer *buf,
+                 void (*drained)(struct stream *s));
+    /* Hot path: one live frame, shared by the feed's streams. */
+    void (*deliver)(struct stream *s, const struct frame *f);
+    /* Appends live SSE text (deflated bytes, a heartbeat). */
+    void (*append)(struct stream *s, const char *data, size_t len);
+    /* Hot path: writes what deliver/append queued; once per loop turn,
+     * for each dirty stream (writer.h). */
+    void (*write)(struct stream *s);
+    /* Ends the response now; reset: abort it (the client drops what is
+     * queued) rather than end it cleanly. Sets s->ops to NULL. */
+    void (*close)(struct stream *s, bool reset);
+};
+
+/* The transport says the client went away: the stream is freed (or, if
+ * it is on the reap list, left for the reaper). s->ops is NULL by then. */
+void stream_transport_closed(struct stream *s);
+
+/* The loop's cached time in Unix ms. */
+int64_t stream_now_ms(const struct stream *s);
+
+/*
  * Starts the SSE response on req (headers, padding, retry, then reset/
  * replay/snapshot as `start` says) and attaches the stream to feed f.
  * Returns the new stream (owned by the bridge's list; freed when the
  * connection closes), or NULL after answering 503 on ENOMEM.
  */
-struct stream *stream_open(struct bridge *b, struct evhttp_request *req,
+struct stream *stream_open(struct bridge *b, const struct request *req,
                            struct feed *f, const struct stream_start *start);
 
 /* Hot path: a new message for this stream's feed (only if live), as the

@@ -46,6 +46,7 @@ _Static_assert(sizeof(enum fsync_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_format) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_jwt_alg) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum tls_min_version) == sizeof(int), "enum size");
 
 /* The source types a key applies to (struct config_field.types). */
 enum {
@@ -62,6 +63,7 @@ static const char *const from_names[] = {"start", "live"};
 static const char *const fsync_names[] = {"never", "batch", "always"};
 static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
 static const char *const log_format_names[] = {"text", "json"};
+static const char *const tls_version_names[] = {"1.2", "1.3"};
 static const char *const jwt_alg_names[] = {"HS256", "HS384", "HS512", "RS256",
                                             "ES256"};
 
@@ -791,6 +793,87 @@ static int auth_read(struct config_reader *rd, const char *key,
     return 0;
 }
 
+/* ---- tls, http2 -------------------------------------------------------- */
+
+/* clang-format off */
+static const struct config_field tls_fields[] = {
+    {.key = "cert_file", .kind = CONFIG_FIELD_STRING, .required = true,
+     .offset = offsetof(struct tls_config, cert_file)},
+    {.key = "key_file", .kind = CONFIG_FIELD_STRING, .required = true,
+     .offset = offsetof(struct tls_config, key_file)},
+    {.key = "min_version", .kind = CONFIG_FIELD_CHOICE,
+     .names = tls_version_names, .nnames = ARRAY_LEN(tls_version_names),
+     .offset = offsetof(struct tls_config, min_version)},
+};
+
+static const struct config_field http2_fields[] = {
+    {.key = "enabled", .kind = CONFIG_FIELD_BOOL,
+     .offset = offsetof(struct http2_config, enabled)},
+    {.key = "cleartext", .kind = CONFIG_FIELD_BOOL,
+     .offset = offsetof(struct http2_config, cleartext)},
+    {.key = "max_concurrent_streams", .kind = CONFIG_FIELD_COUNT, .min = 1,
+     .max = 10000,
+     .offset = offsetof(struct http2_config, max_concurrent_streams)},
+};
+/* clang-format on */
+
+/* The position of a key's value, else of the key, else `fallback`. */
+static struct config_pos hit_pos(const struct config_hit *hit,
+                                 struct config_pos fallback)
+{
+    if (hit->value)
+        return config_node_pos(hit->value);
+    if (hit->key)
+        return config_node_pos(hit->key);
+    return fallback;
+}
+
+static int tls_read(struct config_reader *rd, const char *key,
+                    yaml_node_t *value, void *base)
+{
+    struct config *cfg = base;
+    struct config_hit hits[ARRAY_LEN(tls_fields)];
+    struct tls_config *tls = &cfg->tls;
+
+    tls->pos = config_node_pos(value);
+    if (config_read_map(rd, key, value, "in tls", tls_fields,
+                        ARRAY_LEN(tls_fields), tls, hits) != 0)
+        return -1;
+    tls->present = true;
+    tls->cert_pos = hit_pos(config_hit_find(tls_fields, ARRAY_LEN(tls_fields),
+                                            hits, "cert_file"),
+                            tls->pos);
+    tls->key_pos = hit_pos(config_hit_find(tls_fields, ARRAY_LEN(tls_fields),
+                                           hits, "key_file"),
+                           tls->pos);
+    return 0;
+}
+
+static int http2_read(struct config_reader *rd, const char *key,
+                      yaml_node_t *value, void *base)
+{
+    struct config *cfg = base;
+    struct config_hit hits[ARRAY_LEN(http2_fields)];
+    struct http2_config *h2 = &cfg->http2;
+
+    h2->pos = config_node_pos(value);
+    if (config_read_map(rd, key, value, "in http2", http2_fields,
+                        ARRAY_LEN(http2_fields), h2, hits) != 0)
+        return -1;
+    h2->enabled_pos = hit_pos(config_hit_find(http2_fields,
+                                              ARRAY_LEN(http2_fields), hits,
+                                              "enabled"),
+                              h2->pos);
+    if (h2->cleartext && !h2->enabled)
+        config_reader_error(rd,
+                            hit_pos(config_hit_find(http2_fields,
+                                                    ARRAY_LEN(http2_fields),
+                                                    hits, "cleartext"),
+                                    h2->pos),
+                            "cleartext: needs http2.enabled: true");
+    return 0;
+}
+
 /* ---- the document ------------------------------------------------------ */
 
 /* Read into struct config. */
@@ -804,6 +887,8 @@ static const struct config_field root_fields[] = {
     {.key = "auth", .kind = CONFIG_FIELD_CUSTOM, .parse = auth_read},
     {.key = "cors", .kind = CONFIG_FIELD_CUSTOM, .parse = cors_read},
     {.key = "logging", .kind = CONFIG_FIELD_CUSTOM, .parse = logging_read},
+    {.key = "tls", .kind = CONFIG_FIELD_CUSTOM, .parse = tls_read},
+    {.key = "http2", .kind = CONFIG_FIELD_CUSTOM, .parse = http2_read},
     {.key = "shutdown_grace", .kind = CONFIG_FIELD_DURATION, .min = 0,
      .offset = offsetof(struct config, shutdown_grace_ms)},
     {.key = "max_payload", .kind = CONFIG_FIELD_SIZE, .min = 1,
@@ -884,6 +969,8 @@ static struct config *config_new(const char *name)
     cfg->stream.max_connections = 10000;
     cfg->stream.retry_overload_ms = 10 * 1000;
     cfg->stream.max_keys = 10000;
+    cfg->tls.min_version = TLS_MIN_1_2;
+    cfg->http2.max_concurrent_streams = 100;
     cfg->auth.jwt.algorithm = CONFIG_JWT_HS256;
     cfg->auth.jwt.leeway_ms = 5 * 1000;
     cfg->log_level = LOG_INFO;
@@ -1053,6 +1140,8 @@ void config_free(struct config *cfg)
     free(cfg->history.key);
     auth_free(&cfg->auth);
     config_strv_clear(&cfg->cors_origins);
+    free(cfg->tls.cert_file);
+    free(cfg->tls.key_file);
     free(cfg->file);
     free(cfg->listen_host);
     free(cfg);

@@ -187,6 +187,33 @@ enum log_level {
     LOG_ERROR,
 };
 
+enum tls_min_version {
+    TLS_MIN_1_2,
+    TLS_MIN_1_3,
+};
+
+/* tls: present when a tls block is given (sluice then speaks only TLS
+ * on its port). The files are read by bridge/tls.c at start, by --check
+ * and again on SIGHUP; their positions are kept for its errors. */
+struct tls_config {
+    bool present;
+    char *cert_file;            /* PEM chain, leaf first */
+    char *key_file;             /* PEM private key: never log its contents */
+    enum tls_min_version min_version; /* default 1.2 */
+    struct config_pos pos;      /* of the tls block */
+    struct config_pos cert_pos;
+    struct config_pos key_pos;
+};
+
+/* http2: the keys of the contract (issue 16). */
+struct http2_config {
+    bool enabled;                    /* default false */
+    bool cleartext;                  /* h2c with prior knowledge; false */
+    uint64_t max_concurrent_streams; /* default 100 */
+    struct config_pos pos;           /* of the http2 block */
+    struct config_pos enabled_pos;
+};
+
 struct config {
     char *file;                 /* name used in messages; "<embedded>" */
     char *listen_host;          /* default 127.0.0.1; v6 without brackets */
@@ -202,6 +229,8 @@ struct config {
     struct stream_config stream;
     struct auth_config auth;
     struct config_strv cors_origins;
+    struct tls_config tls;
+    struct http2_config http2;
 
     enum log_level log_level;   /* default info */
     enum log_format log_format; /* default text */

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config clang libclang-rt-14-dev
   libevent-dev libhiredis-dev libmosquitto-dev libyaml-dev libjwt-dev
-  libjansson-dev zlib1g-dev libssl-dev libcmocka-dev
+  libjansson-dev zlib1g-dev libssl-dev openssl libnghttp2-dev libcmocka-dev
+  python3-h2 python3-hpack
   redis-server redis-tools mosquitto mosquitto-clients curl ca-certificates)
 
 missing=()

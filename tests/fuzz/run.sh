@@ -16,7 +16,7 @@ build=${FUZZ_BUILD_DIR:-build-fuzz}
 merge=${FUZZ_MERGE:-0}
 CC=clang cmake -S . -B "$build" -DSLUICE_FUZZ=ON -DSLUICE_WERROR=ON \
   -DCMAKE_BUILD_TYPE=Debug >/dev/null
-read -r -a targets <<<"${FUZZ_TARGETS:-config route sse query auth http journal stream_fields headers cors}"
+read -r -a targets <<<"${FUZZ_TARGETS:-config route sse query auth http journal stream_fields headers cors h2}"
 cmake --build "$build" -j"$(nproc)" \
   --target "${targets[@]/#/fuzz_}" >/dev/null
 scratch=$(mktemp -d)

@@ -1040,6 +1040,55 @@ static void test_cors(void **state)
                 "without a path, e.g. https://app.example");
 }
 
+static void test_tls_http2(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    cfg = expect_ok(BASE);
+    assert_false(cfg->tls.present);
+    assert_false(cfg->http2.enabled);
+    assert_false(cfg->http2.cleartext);
+    assert_int_equal(cfg->http2.max_concurrent_streams, 100);
+    config_free(cfg);
+
+    cfg = expect_ok(BASE "tls:\n"
+                         "  cert_file: /c.pem\n"
+                         "  key_file: /k.pem\n"
+                         "  min_version: 1.3\n"
+                         "http2: {enabled: true, cleartext: true, "
+                         "max_concurrent_streams: 8}\n");
+    assert_true(cfg->tls.present);
+    assert_string_equal(cfg->tls.cert_file, "/c.pem");
+    assert_string_equal(cfg->tls.key_file, "/k.pem");
+    assert_int_equal(cfg->tls.min_version, TLS_MIN_1_3);
+    assert_int_equal(cfg->tls.cert_pos.line, 6);
+    assert_int_equal(cfg->tls.cert_pos.col, 14);
+    assert_int_equal(cfg->tls.key_pos.line, 7);
+    assert_int_equal(cfg->tls.key_pos.col, 13);
+    assert_true(cfg->http2.enabled);
+    assert_true(cfg->http2.cleartext);
+    assert_int_equal(cfg->http2.max_concurrent_streams, 8);
+    assert_int_equal(cfg->http2.enabled_pos.line, 9);
+    config_free(cfg);
+
+    cfg = expect_ok(BASE "tls: {cert_file: /c, key_file: /k}\n");
+    assert_int_equal(cfg->tls.min_version, TLS_MIN_1_2);
+    config_free(cfg);
+
+    check_error(BASE "tls: {cert_file: /c}\n",
+                "t.yaml:5:6: missing key 'key_file' in tls");
+    check_error(BASE "tls: {cert_file: /c, key_file: /k, min_version: \"1.1\"}\n",
+                "t.yaml:5:49: min_version: expected one of 1.2, 1.3");
+    check_error(BASE "http2: {max_concurrent_streams: 0}\n",
+                "t.yaml:5:33: max_concurrent_streams: must be from 1 to 10000");
+    check_error(BASE "http2: {cleartext: true}\n",
+                "t.yaml:5:20: cleartext: needs http2.enabled: true");
+    check_error(BASE "http2: {enable: true}\n",
+                "t.yaml:5:9: unknown key 'enable' in http2 (did you mean "
+                "'enabled'?)");
+}
+
 /* ---- refused YAML ------------------------------------------------------- */
 
 static void test_alias_refused(void **state)
@@ -1252,6 +1301,7 @@ int main(void)
         cmocka_unit_test(test_no_sources_no_routes),
         cmocka_unit_test(test_auth_checks),
         cmocka_unit_test(test_cors),
+        cmocka_unit_test(test_tls_http2),
         cmocka_unit_test(test_alias_refused),
         cmocka_unit_test(test_syntax_error),
         cmocka_unit_test(test_secrets_not_echoed),

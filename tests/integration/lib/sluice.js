@@ -51,20 +51,21 @@ function runSluice(args, timeoutMs = 5000, env = process.env) {
     });
 }
 
-async function isHealthy(port) {
-    const res = await httpRequest(port, '/healthz', { timeoutMs: 1000 });
+async function isHealthy(port, tls = false) {
+    const res = await httpRequest(port, '/healthz', { timeoutMs: 1000, tls });
     return res.status === 200 && res.body.trim() === 'ok';
 }
 
-async function isReady(port) {
-    const res = await httpRequest(port, '/readyz', { timeoutMs: 1000 });
+async function isReady(port, tls = false) {
+    const res = await httpRequest(port, '/readyz', { timeoutMs: 1000, tls });
     return res.status === 200;
 }
 
 /* A running sluice; see startSluice. */
 class Sluice {
-    constructor(configText, port, env) {
+    constructor(configText, port, env, tls = false) {
         this.port = port;
+        this.tls = tls;
         this.configText = configText;
         this.configFile = writeConfig(`listen: 127.0.0.1:${port}\n${configText}`);
         this.env = env;
@@ -87,10 +88,10 @@ class Sluice {
             }
         };
         try {
-            await waitFor(async () => { alive(); return isHealthy(this.port); },
+            await waitFor(async () => { alive(); return isHealthy(this.port, this.tls); },
                 `sluice /healthz on port ${this.port}`);
             if (ready) {
-                await waitFor(async () => { alive(); return isReady(this.port); },
+                await waitFor(async () => { alive(); return isReady(this.port, this.tls); },
                     `sluice /readyz 200 on port ${this.port}`);
             }
         } catch (err) {
@@ -121,18 +122,19 @@ class Sluice {
     }
 
     url(p) {
-        return `http://127.0.0.1:${this.port}${p}`;
+        return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}${p}`;
     }
 }
 
 /*
  * Starts sluice with configText (YAML without "listen:"); opts: {port,
- * ready (default true): also wait for /readyz, env}. Resolves with a
- * Sluice handle once it serves.
+ * ready (default true): also wait for /readyz, env, tls: the config has
+ * a tls block, so health checks go over https}. Resolves with a Sluice
+ * handle once it serves.
  */
 async function startSluice(configText, opts = {}) {
     const port = opts.port || await freePort();
-    const s = new Sluice(configText, port, opts.env || process.env);
+    const s = new Sluice(configText, port, opts.env || process.env, opts.tls === true);
     return s.start({ ready: opts.ready !== false });
 }
 

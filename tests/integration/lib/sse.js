@@ -20,6 +20,7 @@
  * with a Last-Event-ID header or ?lastEventId=.
  */
 const http = require('node:http');
+const https = require('node:https');
 const net = require('node:net');
 const { once } = require('node:events');
 const { DEFAULT_TIMEOUT_MS, withTimeout } = require('./procs');
@@ -251,21 +252,28 @@ class SseClient {
     }
 }
 
+/* opts.tls: https (any certificate: tests make their own), else http. */
+function transport(opts) {
+    return opts.tls ? https : http;
+}
+
 /*
- * Opens GET (or opts.method) http://127.0.0.1:port + path, with the path
+ * Opens GET (or opts.method) http://127.0.0.1:port + path (https with
+ * opts.tls), with the path
  * sent exactly as given (no normalisation). Resolves with an SseClient
  * once the response headers arrived, whatever the status; the body is
  * in client.raw.
  */
 function openSse(port, path, opts = {}) {
     return withTimeout(new Promise((resolve, reject) => {
-        const req = http.request({
+        const req = transport(opts).request({
             host: '127.0.0.1',
             port,
             path,
             method: opts.method || 'GET',
             headers: { Accept: 'text/event-stream', ...(opts.headers || {}) },
             agent: false,
+            rejectUnauthorized: false,
         });
         req.on('response', (res) => resolve(new SseClient(req, res)));
         req.on('error', reject);
@@ -275,13 +283,14 @@ function openSse(port, path, opts = {}) {
 
 /*
  * A plain request; resolves with {status, headers, body} (body as a
- * utf-8 string) once the response ended. opts: {method, headers, body}.
+ * utf-8 string) once the response ended. opts: {method, headers, body,
+ * tls}.
  */
 function httpRequest(port, path, opts = {}) {
     return withTimeout(new Promise((resolve, reject) => {
-        const req = http.request({
+        const req = transport(opts).request({
             host: '127.0.0.1', port, path, method: opts.method || 'GET',
-            headers: opts.headers || {}, agent: false,
+            headers: opts.headers || {}, agent: false, rejectUnauthorized: false,
         }, (res) => {
             const chunks = [];
             res.on('data', (c) => chunks.push(c));

@@ -1,0 +1,46 @@
+/*
+ * tls.h - the server's TLS context: certificate, key, protocol floor and
+ * ALPN, built with OpenSSL from the config's tls block.
+ *
+ * One struct tls per server. It holds the current SSL_CTX; every new
+ * connection gets an SSL from it (tls_ssl_new). On SIGHUP tls_reload
+ * builds a fresh SSL_CTX from the files and swaps it in only when the
+ * whole load succeeded: new handshakes use the new certificate, while
+ * connections already open keep theirs (an SSL holds a reference to the
+ * SSL_CTX it was made from, so freeing ours never pulls it from under
+ * them).
+ *
+ * Errors name the config position of the file at fault, as
+ * "FILE:LINE:COL: tls.cert_file: ..."; they never include key material.
+ */
+#ifndef SLUICE_TLS_H
+#define SLUICE_TLS_H
+
+#include <stddef.h>
+
+struct config;
+struct ssl_st;
+struct tls;
+
+/*
+ * Builds the TLS context from cfg->tls (which must be present). Returns a
+ * new struct tls (free with tls_free), or NULL with a message in err.
+ */
+struct tls *tls_new(const struct config *cfg, char *err, size_t errlen);
+
+/* Loads the files of cfg->tls into a new context and, on success, makes
+ * it the one new connections get. 0, or -1 with err set (the running
+ * context stays). */
+int tls_reload(struct tls *t, const struct config *cfg, char *err,
+               size_t errlen);
+
+/* Validates cfg->tls as tls_new would (--check). 0, or -1 with err. */
+int tls_check(const struct config *cfg, char *err, size_t errlen);
+
+/* A new server-side SSL for one accepted connection, or NULL on ENOMEM.
+ * The caller owns it (bufferevent_openssl takes it over). */
+struct ssl_st *tls_ssl_new(struct tls *t);
+
+void tls_free(struct tls *t);
+
+#endif
