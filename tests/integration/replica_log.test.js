@@ -322,8 +322,9 @@ describe('a Redis that comes back without the log\'s tail', () => {
         /* Redis comes back as it was after 5. */
         await ctx.redis.stop('SIGKILL');
         ctx.redis = await startRedis(port, { aofDir: snapshot, args: aof });
-        await c.waitForEnd(20000);
-        assert.match(ctx.s.stderr, /a failover lost its tail/);
+        await waitFor(async () => /a failover lost its tail/.test(ctx.s.stderr),
+            'sluice to see that the log lost its tail', 20000, 50);
+        await c.waitForEnd(10000);
         assert.ok(!c.frames.some((f) => f.event === 'reset'));
 
         const lost = await open(ctx.s.port, { 'Last-Event-ID': seen[7].id });
