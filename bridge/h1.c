@@ -45,7 +45,6 @@
 #include "lib/log.h"
 
 /* Longest chunk header: 16 hex digits and CRLF. */
-#define H1_CHUNK_HEAD_MAX 18
 /* A client whose socket accepts nothing for this long is dropped. */
 #define H1_WRITE_TIMEOUT_S 30
 /* Bytes a client may send after its request before it is cut. */
@@ -248,34 +247,15 @@ static void h1_send(struct stream *s, struct evbuffer *buf,
                                     drained != NULL ? h1_on_drained : NULL, s);
 }
 
-/* Writes "<len in hex>\r\n", an HTTP/1.1 chunk header, into out (room
- * for H1_CHUNK_HEAD_MAX); returns its length. */
-static size_t h1_chunk_header(size_t len, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    char digits[16];
-    size_t n = 0, i = 0;
-
-    do {
-        digits[n++] = hex[len & 15];
-        len >>= 4;
-    } while (len > 0);
-    while (n > 0)
-        out[i++] = digits[--n];
-    out[i++] = '\r';
-    out[i++] = '\n';
-    return i;
-}
-
 /* Appends SSE text (compressed bytes, a heartbeat) framed for the
  * connection: one chunk for HTTP/1.1, as is for HTTP/1.0. */
 static void h1_append(struct stream *s, const char *data, size_t len)
 {
     struct evbuffer *out = h1_output(s);
-    char head[H1_CHUNK_HEAD_MAX];
+    char head[STREAM_CHUNK_HEAD_MAX];
 
     if (s->chunked)
-        evbuffer_add(out, head, h1_chunk_header(len, head));
+        evbuffer_add(out, head, stream_chunk_header(len, head));
     evbuffer_add(out, data, len);
     if (s->chunked)
         evbuffer_add(out, "\r\n", 2);

@@ -45,7 +45,6 @@
 /* A replay writes up to this many bytes, then waits for the socket. */
 #define STREAM_REPLAY_BATCH (64 * 1024)
 /* Longest chunk header: 16 hex digits and CRLF. */
-#define STREAM_CHUNK_HEAD_MAX 18
 /* The event line of a per-key route's end entry. */
 #define STREAM_END_LINE "event: end\n"
 
@@ -233,9 +232,7 @@ void stream_write(struct stream *s)
     s->ops->write(s);
 }
 
-/* Writes "<len in hex>\r\n", an HTTP/1.1 chunk header, into out (room
- * for STREAM_CHUNK_HEAD_MAX); returns its length. */
-static size_t stream_chunk_header(size_t len, char *out)
+size_t stream_chunk_header(size_t len, char *out)
 {
     static const char hex[] = "0123456789abcdef";
     char digits[16];

@@ -151,6 +151,14 @@ struct stream *stream_open(struct bridge *b, const struct request *req,
  * output; the write happens in stream_write, once per loop turn. */
 void stream_deliver(struct stream *s, const struct frame *f, uint64_t seq);
 
+/* The longest HTTP/1.1 chunk header: 16 hex digits and CRLF. */
+#define STREAM_CHUNK_HEAD_MAX 18
+
+/* Writes "<len in hex>\r\n", an HTTP/1.1 chunk header, into out (room
+ * for STREAM_CHUNK_HEAD_MAX); returns its length. Frames are built with
+ * room for one in front (bridge/h1.c sends them chunked). */
+size_t stream_chunk_header(size_t len, char *out);
+
 /* Builds msg's frame for feed f in the writer's frame buffer (valid until
  * the next call). Once per message per feed. 0, or -1 on ENOMEM. */
 int stream_frame_build(struct bridge *b, const struct feed *f,

@@ -20,7 +20,7 @@
  */
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const http = require('node:http');
+const { startPageServer } = require('./lib/fixtures');
 const path = require('node:path');
 const { after, before, describe, test } = require('node:test');
 const { freePort, makeTempDir, sleep, waitFor } = require('./lib/procs');
@@ -102,23 +102,6 @@ function sluiceConfig(historyDir) {
     ].join('\n');
 }
 
-/* Serves PAGE at "/" (any query), 404 otherwise; resolves when listening. */
-function startPageServer(port) {
-    const server = http.createServer((req, res) => {
-        if (req.method === 'GET' && new URL(req.url, 'http://x').pathname === '/') {
-            res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
-            res.end(PAGE);
-            return;
-        }
-        res.writeHead(404, { 'Content-Type': 'text/plain' });
-        res.end('not found\n');
-    });
-    return new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, '127.0.0.1', () => resolve(server));
-    });
-}
-
 before(async () => {
     assert.ok(fs.existsSync(CHROMIUM), `chromium not found at ${CHROMIUM} (set CHROMIUM)`);
     requireBinary();
@@ -126,7 +109,7 @@ before(async () => {
     ctx.xadd = await connectRedis(ctx.redis.port);
     const pagePort = await freePort();
     ctx.pageOrigin = `http://127.0.0.1:${pagePort}`;
-    ctx.server = await startPageServer(pagePort);
+    ctx.server = await startPageServer(pagePort, PAGE);
     const historyDir = path.join(makeTempDir('sluice-browser-resume-'), 'history');
     ctx.sluice = await startSluice(sluiceConfig(historyDir));
 

@@ -41,7 +41,7 @@
  */
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const http = require('node:http');
+const { startPageServer } = require('./lib/fixtures');
 const { after, before, describe, test } = require('node:test');
 const { freePort, makeTempDir, waitFor } = require('./lib/procs');
 const { connectRedis, startRedis } = require('./lib/redis');
@@ -128,17 +128,6 @@ function replicaConfig() {
         'logging: {level: info, format: text}',
         '',
     ].join('\n');
-}
-
-function startPageServer(port) {
-    const server = http.createServer((req, res) => {
-        res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
-        res.end(PAGE);
-    });
-    return new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, '127.0.0.1', () => resolve(server));
-    });
 }
 
 /* ---- replicas and their metrics */
@@ -317,7 +306,7 @@ describe('three replicas, one history in Redis, behind nginx, read by Chromium',
         ctx.pub = await connectRedis(ctx.redis.port);
         const pagePort = await freePort();
         ctx.pageOrigin = `http://127.0.0.1:${pagePort}`;
-        ctx.server = await startPageServer(pagePort);
+        ctx.server = await startPageServer(pagePort, PAGE);
 
         const ports = await Promise.all([freePort(), freePort(), freePort()]);
         ctx.replicas = ports.map((port) => new Sluice(replicaConfig(), port, replicaEnv()));

@@ -15,7 +15,7 @@
  */
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const http = require('node:http');
+const { startPageServer } = require('./lib/fixtures');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { after, before, test } = require('node:test');
@@ -91,17 +91,6 @@ function config(dir, c) {
     ].join('\n');
 }
 
-function startPageServer(port) {
-    const server = http.createServer((req, res) => {
-        res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
-        res.end(PAGE);
-    });
-    return new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, '127.0.0.1', () => resolve(server));
-    });
-}
-
 before(async () => {
     assert.ok(fs.existsSync(CHROMIUM), `chromium not found at ${CHROMIUM} (set CHROMIUM)`);
     requireBinary();
@@ -110,7 +99,7 @@ before(async () => {
     ctx.xadd = await connectRedis(ctx.redis.port);
     const pagePort = await freePort();
     ctx.pageOrigin = `http://127.0.0.1:${pagePort}`;
-    ctx.server = await startPageServer(pagePort);
+    ctx.server = await startPageServer(pagePort, PAGE);
     ctx.sluice = await startSluice(config(dir, makeCert(dir)), { tls: true });
     const { chromium } = require('playwright-core');
     ctx.context = await chromium.launchPersistentContext(makeTempDir('sluice-chromium-'), {

@@ -208,7 +208,29 @@ async function readResuming(port, path, want, opts = {}) {
     return { events, cuts };
 }
 
+/*
+ * Serves `page` (HTML) at "/" (any query) on 127.0.0.1:port for a browser
+ * test, 404 elsewhere; resolves with the http.Server once it listens.
+ */
+function startPageServer(port, page) {
+    const http = require('node:http');
+    const server = http.createServer((req, res) => {
+        if (req.method === 'GET' && new URL(req.url, 'http://x').pathname === '/') {
+            res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
+            res.end(page);
+            return;
+        }
+        res.writeHead(404, { 'Content-Type': 'text/plain' });
+        res.end('not found\n');
+    });
+    return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, '127.0.0.1', () => resolve(server));
+    });
+}
+
 module.exports = {
+    startPageServer,
     ID_RE,
     readResuming,
     assertIncreasing,
