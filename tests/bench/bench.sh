@@ -488,10 +488,8 @@ latency_rows() {
     row "$1" "latency max (ms)" max_us 0.001
 }
 
-print_table() {
-    echo
-    echo "== results (ratio = sluice / nchan; lower is better for CPU, memory, latency)"
-    printf "  %-30s %14s %14s %10s\n" "" sluice nchan ratio
+# The rows of W1 and W2 (one topic, 5000 streams); $1 labels redis's CPU.
+fanout_rows() {
     local w
     for w in W1 W2; do
         grep -q "workload=$w " "$results" || continue
@@ -503,9 +501,17 @@ print_table() {
         row "$w" "server CPU (% of 1 core)" server_cpu_pct
         row "$w" "deliveries/s" deliveries_per_s
         row "$w" "loadgen CPU (% of 1 core)" client_cpu_pct 1 0
-        row "$w" "redis CPU (s, sluice's bus)" bus_cpu_s 1 0
+        row "$w" "$1" bus_cpu_s 1 0
         row "$w" "rest of machine (% of 1 core)" other_cpu_pct 1 0
     done
+}
+
+print_table() {
+    echo
+    echo "== results (ratio = sluice / nchan; lower is better for CPU, memory, latency)"
+    printf "  %-30s %14s %14s %10s\n" "" sluice nchan ratio
+    local w
+    fanout_rows "redis CPU (s, sluice's bus)"
     if grep -q "workload=IDLE " "$results"; then
         echo "IDLE: 19000 open streams, no events"
         counts IDLE
@@ -532,20 +538,7 @@ print_replica_table() {
     echo
     echo "== results (ratio = 3 replicas / 1 sluice; CPU is the replicas' sum)"
     printf "  %-30s %14s %14s %10s\n" "" replicas sluice ratio
-    local w
-    for w in W1 W2; do
-        grep -q "workload=$w " "$results" || continue
-        local rate=10; [ "$w" = W2 ] && rate=50
-        echo "$w: 5000 streams on 1 topic, $rate events/s, 128 B, ${DURATION} s"
-        counts "$w"
-        latency_rows "$w"
-        row "$w" "server CPU per delivery (us)" cpu_per_delivery_us
-        row "$w" "server CPU (% of 1 core)" server_cpu_pct
-        row "$w" "deliveries/s" deliveries_per_s
-        row "$w" "loadgen CPU (% of 1 core)" client_cpu_pct 1 0
-        row "$w" "redis CPU (s, bus and log)" bus_cpu_s 1 0
-        row "$w" "rest of machine (% of 1 core)" other_cpu_pct 1 0
-    done
+    fanout_rows "redis CPU (s, bus and log)"
     if grep -q "workload=INGEST " "$results"; then
         echo "INGEST: one redis source, one sluice with history.redis"
         sed -n 's/^RESULT label=replicas workload=INGEST /  /p' "$results"
