@@ -54,6 +54,13 @@ function payloadN(ev) {
     return Number(JSON.parse(JSON.parse(ev.data).payload.n));
 }
 
+/* Entries of the audit source this replica has read from the log. */
+async function received(port) {
+    const res = await httpRequest(port, '/metrics');
+    const m = /^sluice_events_received_total\{source="audit"\} (\d+)$/m.exec(res.body);
+    return m ? Number(m[1]) : 0;
+}
+
 async function leaderOf(replicas) {
     const flags = await Promise.all(replicas.map(async (s) => {
         const res = await httpRequest(s.port, '/metrics');
@@ -168,14 +175,19 @@ describe('resets stay exact with a shared log', () => {
     });
 
     test('an id trimmed out of the log: expired; another log\'s: unknown-id', async () => {
-        /* One event first, to have its id; then 200 more, slowly enough
-         * for the reader (max_events 10 trims hard). */
+        /* One event first, to have its id; then 200 more, 20 at a time,
+         * each batch read before the next: max_events 10 trims hard, and
+         * a reader that fell behind it would (rightly) cut its streams. */
         const c = await open(ctx.s.port);
         await ctx.pub.xadd('audit', ['n', '1']);
         const [first] = await c.waitForEvents(1);
         c.close();
         for (let i = 2; i <= 200; i++) {
             await ctx.pub.xadd('audit', ['n', String(i)]);
+            if (i % 20 === 0) {
+                await waitFor(async () => (await received(ctx.s.port)) >= i,
+                    `the replica to read ${i} entries`, 20000, 20);
+            }
         }
         const live = await open(ctx.s.port);
         await ctx.pub.xadd('audit', ['n', '201']);
