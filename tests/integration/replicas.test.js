@@ -385,7 +385,8 @@ describe('three replicas, one history in Redis, behind nginx, read by Chromium',
         await assertExactly(page, 40, 'after kill -9 of the MQTT leader');
         t.diagnostic(`mqtt: ${name(next)} took the lease ${takeoverMs} ms after the kill of ` +
             `${name(leader)} (lease ${LEASE_MS} ms); nothing lost`);
-        assert.match(next.stderr, /history: ingest leader for source plant/);
+        await waitFor(async () => /history: ingest leader for source plant/.test(next.stderr),
+            'the new leader logged', STEP_MS);
         await leader.start();
         await waitForOneLeader('plant');
     }));
