@@ -10,9 +10,10 @@
  * in the same turn, or what a full socket refused, is appended to the
  * connection's output and written once at the end of the turn
  * (h1_write). The write event is armed only while a socket is full, so a
- * delivery costs one send(2) and no epoll_ctl. A TLS connection never
- * takes the direct path: its bytes are appended and bufferevent_openssl
- * encrypts them in one go at the end of the turn. Both paths frame
+ * delivery costs one send(2) and no epoll_ctl. Over TLS the direct path
+ * is one SSL_write (tls_write_now); what it cannot send is appended and
+ * bufferevent_openssl encrypts it, with the rest of the turn's bytes,
+ * once writing is enabled at the end of the turn. Both paths frame
  * chunks the way evhttp chose when it sent the headers (chunked for
  * HTTP/1.1, close-delimited for HTTP/1.0), and append to the same output
  * buffer, so their bytes never reorder.
@@ -42,6 +43,7 @@
 #include "bridge/bridge.h"
 #include "bridge/request.h"
 #include "bridge/stream.h"
+#include "bridge/tls.h"
 #include "lib/log.h"
 
 /* Longest chunk header: 16 hex digits and CRLF. */
@@ -263,8 +265,8 @@ static void h1_append(struct stream *s, const char *data, size_t len)
 
 /*
  * Hot path: the stream's first event in this loop turn goes straight to
- * the socket from the shared frame: one send(2), no copy into a buffer, no
- * allocation. What the socket does not take, and any later event of the
+ * the socket from the shared frame: one send(2) (over TLS one SSL_write),
+ * no copy into a buffer, no allocation. What the socket does not take, and any later event of the
  * same turn, is appended to the output and written once at the end of the
  * turn (h1_write), so bursts and slow sockets still coalesce.
  */
@@ -275,8 +277,11 @@ static void h1_deliver(struct stream *s, const struct frame *f)
     size_t len = s->chunked ? f->chunked_len : f->plain_len;
     ssize_t n = 0;
 
-    if (!s->req.tls && !s->dirty && evbuffer_get_length(out) == 0) {
-        n = send(s->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (!s->dirty && evbuffer_get_length(out) == 0) {
+        if (s->req.tls)
+            n = (ssize_t)tls_write_now(h1_bev(s), data, len);
+        else
+            n = send(s->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0)
             n = 0; /* EAGAIN, or an error h1_write will meet */
         s->last_write_ms = stream_now_ms(s);

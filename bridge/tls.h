@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 
+struct bufferevent;
 struct config;
 struct ssl_st;
 struct tls;
@@ -40,6 +41,20 @@ int tls_check(const struct config *cfg, char *err, size_t errlen);
 /* A new server-side SSL for one accepted connection, or NULL on ENOMEM.
  * The caller owns it (bufferevent_openssl takes it over). */
 struct ssl_st *tls_ssl_new(struct tls *t);
+
+/*
+ * Encrypts and sends data on a bufferevent_openssl connection now, with
+ * SSL_write on its socket, and returns how many bytes went out: all of
+ * them, or 0 when the socket is full or the connection failed. The
+ * caller must then append the bytes to the bufferevent's output and
+ * enable writing: bufferevent_openssl's next SSL_write starts with those
+ * same bytes, as OpenSSL requires after a write that blocked, and meets
+ * the error, if any, and reports it the usual way.
+ *
+ * Only for a connection whose handshake is done and whose output buffer
+ * is empty (then no SSL_write of bufferevent_openssl is half done).
+ */
+size_t tls_write_now(struct bufferevent *bev, const void *data, size_t len);
 
 void tls_free(struct tls *t);
 

@@ -247,6 +247,45 @@ describe('HTTP over TLS', () => {
     });
 });
 
+    /*
+     * 24 MB while the client reads nothing: more than the kernel's socket
+     * buffers hold, so a write over TLS meets a full socket and must be
+     * retried with the same bytes once the client reads again. Every event
+     * then arrives whole, in order, once.
+     */
+    it('a TLS client that pauses past a full socket, then reads, gets every event whole', async () => {
+        const s = await startSluice(config(ctx.redis.port).replace('max_pending: 64KiB', 'max_pending: 64MiB'),
+            { tls: true });
+        const sock = tls.connect({ host: '127.0.0.1', port: s.port, rejectUnauthorized: false });
+        try {
+            await new Promise((resolve, reject) => { sock.once('secureConnect', resolve); sock.once('error', reject); });
+            const parts = [];
+            let size = 0;
+            sock.on('data', (d) => { parts.push(d); size += d.length; });
+            sock.write('GET /r/paused HTTP/1.1\r\nHost: x\r\n\r\n');
+            await waitFor(() => Buffer.concat(parts).includes('retry:'), 'the stream to open');
+            sock.pause();
+            const n = 400;
+            const pad = 'x'.repeat(60000);
+            for (let i = 0; i < n; i++) {
+                await ctx.pub.publish('paused', JSON.stringify({ n: i, pad }));
+            }
+            await sleep(500);
+            sock.resume();
+            await waitFor(() => Buffer.concat(parts).includes(`{"n":${n - 1},`) && size > n * 60000,
+                'the last event', 30000);
+            const text = Buffer.concat(parts).toString('latin1');
+            const seen = [...text.matchAll(/"n":(\d+),"pad":"(x*)"/g)];
+            assert.deepEqual(seen.map((m) => Number(m[1])), [...Array(n).keys()], 'every event once, in order');
+            assert.ok(seen.every((m) => m[2].length === 60000), 'every payload whole');
+            assert.equal(metricValue((await httpRequest(s.port, '/metrics', { tls: true })).body,
+                'sluice_clients_dropped_total{reason="slow"}'), 0);
+        } finally {
+            sock.destroy();
+            await s.stop();
+        }
+    });
+
 describe('TLS handshakes', () => {
     it('a plain HTTP request on the TLS port is a counted handshake failure', async () => {
         const before = metricValue(await metrics(), 'sluice_tls_handshake_failures_total{reason="error"}');
