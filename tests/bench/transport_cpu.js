@@ -12,7 +12,7 @@
  *   SLUICE_BIN=build/sluice node tests/bench/transport_cpu.js [STREAMS] [RATE] [SECONDS]
  *
  * Prints one line per mode: streams, connections, deliveries, CPU per
- * delivery in microseconds, sluice's RSS.
+ * delivery in microseconds (and its user and system parts), sluice's RSS.
  */
 const fs = require('node:fs');
 const http = require('node:http');
@@ -32,9 +32,10 @@ const RATE = Number(process.argv[3] || 20);
 const SECONDS = Number(process.argv[4] || 10);
 const STREAMS_PER_CONN = 100;
 
+/* [utime, stime] in clock ticks. */
 function cpuTicks(pid) {
     const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return Number(f[11]) + Number(f[12]); /* utime + stime, clock ticks */
+    return [Number(f[11]), Number(f[12])];
 }
 
 function rssKiB(pid) {
@@ -118,10 +119,13 @@ async function run(mode, redis, cert) {
             'sluice_events_delivered_total');
         const deliveries = m1 - m0;
         const hz = Number(execFileSync('getconf', ['CLK_TCK']).toString());
-        const us = ((t1 - t0) / hz) * 1e6 / deliveries;
+        const perDelivery = (ticks) => ((ticks / hz) * 1e6 / deliveries).toFixed(2);
+        const user = t1[0] - t0[0];
+        const sys = t1[1] - t0[1];
         const conns = mode === 'h2' ? Math.ceil(STREAMS / STREAMS_PER_CONN) : STREAMS;
         console.log(`${mode.padEnd(7)} streams=${STREAMS} connections=${conns} deliveries=${deliveries} ` +
-            `received=${streams.received()} cpu_per_delivery_us=${us.toFixed(2)} rss_kib=${rssKiB(pid)}`);
+            `received=${streams.received()} cpu_per_delivery_us=${perDelivery(user + sys)} ` +
+            `(user ${perDelivery(user)} sys ${perDelivery(sys)}) rss_kib=${rssKiB(pid)}`);
         streams.close();
     } catch (err) {
         console.error(`${mode}: ${err.message}\n${s.stderrTail()}`);
