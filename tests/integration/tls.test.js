@@ -4,6 +4,7 @@
  * startup checks, curl over TLS (HTTP/1.1; without http2.enabled an
  * --http2 client is answered in HTTP/1.1, as ALPN offers only http/1.1), compression and resume by
  * Last-Event-ID over TLS, max_pending on a TLS stream that stops reading,
+ * every byte kept for one that pauses past full socket buffers,
  * handshake failures counted (not TLS at all; never finishing the
  * handshake, dropped at the slowloris deadline), and SIGHUP loading a
  * new certificate for new handshakes while an open stream goes on.
@@ -245,7 +246,6 @@ describe('HTTP over TLS', () => {
             sock.destroy();
         }
     });
-});
 
     /*
      * 24 MB while the client reads nothing: more than the kernel's socket
@@ -285,6 +285,7 @@ describe('HTTP over TLS', () => {
             await s.stop();
         }
     });
+});
 
 describe('TLS handshakes', () => {
     it('a plain HTTP request on the TLS port is a counted handshake failure', async () => {
