@@ -230,12 +230,6 @@ static int rl_random_text(char *out, size_t len, const char *alphabet,
     return 0;
 }
 
-static void rl_state_changed(struct redis_log *log)
-{
-    if (log->sink.state_changed != NULL)
-        log->sink.state_changed(log->sink.ctx);
-}
-
 /* ---- the queue ---------------------------------------------------------- */
 
 static void rl_item_free(struct redis_log *log, struct rl_item *it)
@@ -905,7 +899,6 @@ static void rl_set_live(struct redis_log *log, bool live)
         return;
     log->live = live;
     log->sink.live(log->sink.ctx, live);
-    rl_state_changed(log);
 }
 
 /* Entry `count` follows last_count: a jump means entries were trimmed
@@ -1330,12 +1323,6 @@ uint64_t redis_log_appended(const struct redis_log *log)
     return log->appended;
 }
 
-static void rl_conn_state_changed(void *ctx, struct source *src)
-{
-    rl_state_changed(ctx);
-}
-
-
 static void rl_conn_source(struct redis_log *log, struct source *src,
                            struct source_config *cfg, const char *name,
                            char *url)
@@ -1347,7 +1334,6 @@ static void rl_conn_source(struct redis_log *log, struct source *src,
     src->base = log->base;
     src->index = UINT32_MAX;
     src->state = SOURCE_DOWN;
-    src->sink.state_changed = rl_conn_state_changed;
     src->sink.ctx = log;
     snprintf(src->status, sizeof(src->status), "not connected yet");
 }

@@ -86,8 +86,6 @@ struct redis_log_sink {
     void (*live)(void *ctx, bool live);
     /* This replica now runs source i's ingest (true) or must stop it. */
     void (*leader)(void *ctx, uint32_t source, bool leader);
-    /* The log's connections changed state (for /readyz, metrics). */
-    void (*state_changed)(void *ctx);
     void *ctx;
 };
 

@@ -146,10 +146,6 @@ static void replica_on_leader(void *ctx, uint32_t i, bool leader)
         replica_start_source(b, i);
 }
 
-static void replica_on_state(void *ctx)
-{
-}
-
 /* ---- the bridge's side ------------------------------------------------------ */
 
 int replica_open(struct bridge *b, char *err, size_t errlen)
@@ -162,7 +158,6 @@ int replica_open(struct bridge *b, char *err, size_t errlen)
         .gap = replica_on_gap,
         .live = replica_on_live,
         .leader = replica_on_leader,
-        .state_changed = replica_on_state,
         .ctx = b,
     };
     /* The tag is a placeholder until the log is loaded (streams wait
