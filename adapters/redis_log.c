@@ -38,7 +38,8 @@
 #define RL_XREAD_COUNT "512"
 #define RL_BLOCK_MS 2000
 #define RL_TAG_LEN 10
-#define RL_WAIT_MS 1000         /* WAIT for a replica after an append */
+#define RL_WAIT_MS 1000         /* WAIT for a replica after an append, */
+                                /* at most (see rl_wait_ms) */
 #define RL_LOAD_PAGE 500        /* entries per XREVRANGE of the first load */
 
 /* Acquire or renew: {1, epoch} still ours, {2, epoch} just taken, {0, 0}
@@ -180,6 +181,7 @@ struct redis_log {
     struct rl_item *queue, **queue_tail;
     uint64_t queued_bytes;
     size_t inflight;           /* items at the queue's head being sent */
+    int64_t wait_since;        /* when their WAIT began (monotonic ms) */
     bool cmd_was_up;           /* connected before: now a reconnect */
     bool wait_replica;         /* Sentinel: WAIT 1 after each append */
     int64_t acquire_after;     /* no lease taken anew before (mono ms) */
@@ -578,6 +580,21 @@ static void rl_words_entry(struct rl_words *w, const struct rl_item *it,
 static void rl_on_appended(redisAsyncContext *ac, void *reply, void *priv);
 static void rl_on_replicated(redisAsyncContext *ac, void *reply, void *priv);
 
+/*
+ * How long one WAIT may hold the command connection: a lease renewal
+ * queued behind it must still reach Redis before the lease expires.
+ * Renewals go every ttl/3, so a WAIT of at most ttl/3 keeps the next one
+ * within 2/3 of the ttl (at most one append and its WAIT are in flight).
+ * A batch not yet replicated waits again, in turns of this length, up to
+ * RL_WAIT_MS in all (rl_on_replicated).
+ */
+static long long rl_wait_ms(const struct redis_log *log)
+{
+    long long third = log->ttl_ms / 3;
+
+    return third < RL_WAIT_MS ? (third > 0 ? third : 1) : RL_WAIT_MS;
+}
+
 /* Sends the batch at the queue's head: consecutive items of one source
  * this replica leads. */
 static void rl_flush(struct redis_log *log)
@@ -636,12 +653,13 @@ static void rl_flush(struct redis_log *log)
                               lens) != REDIS_OK ||
         (log->wait_replica &&
          redisAsyncCommand(redis_conn_context(log->cmd), rl_on_replicated,
-                           NULL, "WAIT 1 %lld",
-                           (long long)RL_WAIT_MS) != REDIS_OK)) {
+                           NULL, "WAIT 1 %lld", rl_wait_ms(log)) !=
+             REDIS_OK)) {
         redis_conn_fail(log->cmd, "cannot queue an append");
         goto out;
     }
     log->inflight = n;
+    log->wait_since = rl_mono_ms();
 out:
     free(argv);
     free(lens);
@@ -711,6 +729,7 @@ static void rl_on_appended(redisAsyncContext *ac, void *reply, void *priv)
  * replica has it (or after RL_WAIT_MS, logged), so a failover right after
  * the append does not lose what the master acknowledged: the batch is
  * sent again to the new master, and its counters skip what did arrive.
+ * The wait goes in turns (rl_wait_ms), so lease renewals get through.
  */
 static void rl_on_replicated(redisAsyncContext *ac, void *reply, void *priv)
 {
@@ -719,10 +738,17 @@ static void rl_on_replicated(redisAsyncContext *ac, void *reply, void *priv)
 
     if (log == NULL || rep == NULL || log->inflight == 0)
         return; /* the append failed: handled there */
-    if (rep->type != REDIS_REPLY_INTEGER || rep->integer < 1)
+    if (rep->type != REDIS_REPLY_INTEGER || rep->integer < 1) {
+        if (rl_mono_ms() - log->wait_since < RL_WAIT_MS) {
+            if (redisAsyncCommand(ac, rl_on_replicated, NULL, "WAIT 1 %lld",
+                                  rl_wait_ms(log)) != REDIS_OK)
+                redis_conn_fail(log->cmd, "cannot queue WAIT");
+            return;
+        }
         log_limited(LOG_WARN, 10000, "history: an append reached no replica "
                     "within %d ms (a failover now would lose it)",
                     RL_WAIT_MS);
+    }
     rl_queue_pop(log, log->inflight);
     log->inflight = 0;
     rl_flush_soon(log);
@@ -1097,13 +1123,43 @@ static void rl_on_load(redisAsyncContext *ac, void *reply, void *priv)
     rl_tail_up(log);
 }
 
-/* XREVRANGE + - COUNT 1 after a reconnect: does the log still reach our
- * last id? */
-static void rl_on_revrange(redisAsyncContext *ac, void *reply, void *priv)
+/* The log lost what this replica read after `kept` (0: all of it). */
+static void rl_rolled_back(struct redis_log *log, uint64_t kept,
+                           uint64_t kept_count)
+{
+    log_warn("history: the log in Redis no longer holds the last entry "
+             "read (%s): a failover lost its tail; ids after it are "
+             "unknown", log->last_id);
+    history_key_format_pos(kept, log->last_id, sizeof(log->last_id));
+    log->last_count = kept_count;
+    log->sink.rolled_back(log->sink.ctx, kept);
+}
+
+/* The first entry of an XRANGE / XREVRANGE reply: its position and "c"
+ * (both 0 when there is none or it cannot be read). */
+static void rl_first_entry(struct redis_log *log, const redisReply *rep,
+                           uint64_t *pos, uint64_t *count)
+{
+    struct message *m;
+
+    *pos = 0;
+    *count = 0;
+    if (rep->elements == 0)
+        return;
+    m = rl_message(log, rep->element[0], pos, count);
+    if (m != NULL)
+        message_unref(m);
+}
+
+/* After rl_on_check found no entry at or before our last id: the log was
+ * trimmed past us (its newest entries count on from ours; the gap shows
+ * on the next read) or lost everything we read. */
+static void rl_on_check_newest(redisAsyncContext *ac, void *reply,
+                               void *priv)
 {
     struct redis_log *log = redis_conn_owner(ac);
     const redisReply *rep = reply;
-    uint64_t newest = 0, last = 0, newest_count = 0;
+    uint64_t newest, newest_count;
 
     if (log == NULL || rep == NULL)
         return;
@@ -1111,21 +1167,45 @@ static void rl_on_revrange(redisAsyncContext *ac, void *reply, void *priv)
         redis_conn_fail(log->tail, "XREVRANGE of the log failed");
         return;
     }
-    if (rep->elements > 0) {
-        struct message *m = rl_message(log, rep->element[0], &newest,
-                                       &newest_count);
-        if (m != NULL)
-            message_unref(m);
+    rl_first_entry(log, rep, &newest, &newest_count);
+    if (newest_count <= log->last_count)
+        rl_rolled_back(log, 0, 0);
+    rl_tail_up(log);
+}
+
+/*
+ * XREVRANGE KEY LAST - COUNT 1 after a reconnect: is the last entry this
+ * replica read still in the log? Trimming removes the oldest entries
+ * first, so when it is gone while an older one is there, a failover lost
+ * the log's tail, whatever was appended since (a leader may well have
+ * appended again before this check: comparing the log's newest id with
+ * ours would miss that). The older entry is where the log and what this
+ * replica read still agree. Assumes entry ids keep growing across a
+ * failover (the new master's clock not behind the old one's).
+ */
+static void rl_on_check(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis_log *log = redis_conn_owner(ac);
+    const redisReply *rep = reply;
+    uint64_t found, found_count, last = 0;
+
+    if (log == NULL || rep == NULL)
+        return;
+    if (rep->type != REDIS_REPLY_ARRAY) {
+        redis_conn_fail(log->tail, "XREVRANGE of the log failed");
+        return;
     }
-    if (history_key_parse_id(log->last_id, strlen(log->last_id), &last) &&
-        newest < last) {
-        log_warn("history: the log in Redis ends before the last entry "
-                 "read (%s): a failover lost its tail; ids after it are "
-                 "unknown", log->last_id);
-        history_key_format_pos(newest, log->last_id, sizeof(log->last_id));
-        log->last_count = newest_count;
-        log->sink.rolled_back(log->sink.ctx, newest);
+    rl_first_entry(log, rep, &found, &found_count);
+    if (rep->elements == 0) {
+        if (redisAsyncCommand(ac, rl_on_check_newest, NULL,
+                              "XREVRANGE %s + - COUNT 1", log->log_key) !=
+            REDIS_OK)
+            redis_conn_fail(log->tail, "cannot queue XREVRANGE");
+        return;
     }
+    history_key_parse_id(log->last_id, strlen(log->last_id), &last);
+    if (found < last)
+        rl_rolled_back(log, found, found_count);
     rl_tail_up(log);
 }
 
@@ -1133,6 +1213,7 @@ static void rl_on_tag(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_log *log = redis_conn_owner(ac);
     const redisReply *rep = reply;
+    uint64_t last = 0;
     bool changed;
 
     if (log == NULL || rep == NULL)
@@ -1162,9 +1243,13 @@ static void rl_on_tag(redisAsyncContext *ac, void *reply, void *priv)
         rl_load_next(log, NULL);
         return;
     }
-    if (redisAsyncCommand(ac, rl_on_revrange, NULL,
-                          "XREVRANGE %s + - COUNT 1", log->log_key) !=
-        REDIS_OK)
+    if (!history_key_parse_id(log->last_id, strlen(log->last_id), &last) ||
+        last == 0) {
+        rl_tail_up(log); /* nothing read yet: nothing to lose */
+        return;
+    }
+    if (redisAsyncCommand(ac, rl_on_check, NULL, "XREVRANGE %s %s - COUNT 1",
+                          log->log_key, log->last_id) != REDIS_OK)
         redis_conn_fail(log->tail, "cannot queue XREVRANGE");
 }
 

@@ -41,8 +41,9 @@
  * without the log (no persistence), the tag is new, and every id from
  * before is unknown: those browsers get a reset rather than a silent gap.
  * A Redis failover that lost the log's tail is seen when the tail
- * reconnects and the log's last entry is older than the last one read
- * (sink.rolled_back). Entries trimmed (MAXLEN) before this replica read
+ * reconnects and the last entry it read is gone while an older one is
+ * still there (trimming removes the oldest first), whatever the log took
+ * since (sink.rolled_back). Entries trimmed (MAXLEN) before this replica read
  * them are seen by their count: each entry carries "c", the log's own
  * count of entries (P:meta "seq", moved in the append script), and a
  * jump is a gap (sink.gap).

@@ -383,6 +383,78 @@ describe('a Redis that comes back without the log\'s tail', () => {
     });
 });
 
+/*
+ * The same loss, but by the time this replica looks, the log has taken a
+ * new entry (another replica led meanwhile): the log's newest id is then
+ * past the last one read, and only the missing entry shows the loss.
+ */
+describe('a Redis that lost the log\'s tail, then took new entries before this replica looked', () => {
+    const ctx = { redis: null, s: null };
+    after(async () => {
+        ctx.s?.child?.kill('SIGCONT');
+        await ctx.s?.stop();
+        await ctx.redis?.stop();
+    });
+
+    test('the lost entries are still seen: streams that saw them are cut; older ids resume exactly', async () => {
+        const aofDir = makeTempDir('sluice-aof2-');
+        const aof = ['--appendfsync', 'always'];
+        ctx.redis = await startRedis(undefined, { aofDir, args: aof });
+        const port = ctx.redis.port;
+        ctx.s = await startSluice(config(port, 'it-roll2'), { env });
+        let pub = await connectRedis(port);
+        const c = await open(ctx.s.port);
+        for (let i = 1; i <= 5; i++) {
+            await pub.xadd('audit', ['n', String(i)]);
+        }
+        const kept = await c.waitForEvents(5);
+        pub.close();
+        await ctx.redis.stop('SIGKILL');
+        const snapshot = makeTempDir('sluice-aof2-snap-');
+        fs.cpSync(aofDir, snapshot, { recursive: true });
+        ctx.redis = await startRedis(port, { aofDir, args: aof });
+        pub = await connectRedis(port);
+        await waitFor(async () => (await httpRequest(ctx.s.port, '/readyz')).status === 200,
+            '/readyz 200 after the first restart', 20000, 100);
+        for (let i = 6; i <= 8; i++) {
+            await pub.xadd('audit', ['n', String(i)]);
+        }
+        const seen = await c.waitForEvents(8);
+        pub.close();
+
+        /* This replica sleeps through the failover; meanwhile the log
+         * (back as it was after 5) takes entry 9, as a new leader's
+         * append would write it. */
+        ctx.s.child.kill('SIGSTOP');
+        try {
+            await ctx.redis.stop('SIGKILL');
+            ctx.redis = await startRedis(port, { aofDir: snapshot, args: aof });
+            pub = await connectRedis(port);
+            const seq = await pub.command('HINCRBY', 'it-roll2:meta', 'seq', '1');
+            await pub.xadd('it-roll2:log', ['s', 'audit', 't', 'audit', 'p', '{"n":"9"}',
+                'ts', String(Date.now()), 'e', '0-1', 'c', String(seq)]);
+        } finally {
+            ctx.s.child.kill('SIGCONT');
+        }
+        await waitFor(async () => /a failover lost its tail/.test(ctx.s.stderr),
+            'sluice to see that the log lost its tail', 20000, 50);
+        await c.waitForEnd(10000);
+        assert.deepEqual(c.events.map(payloadN), [1, 2, 3, 4, 5, 6, 7, 8], 'nothing after the loss on the cut stream');
+
+        const lost = await open(ctx.s.port, { 'Last-Event-ID': seen[7].id });
+        const reset = await lost.waitForFrame((f) => f.event === 'reset', 'a reset');
+        assert.equal(JSON.parse(reset.data).reason, 'unknown-id');
+        lost.close();
+
+        const older = await open(ctx.s.port, { 'Last-Event-ID': kept[4].id });
+        const [next] = await older.waitForEvents(1);
+        assert.equal(payloadN(next), 9);
+        assert.ok(!older.frames.some((f) => f.event === 'reset'));
+        older.close();
+        pub.close();
+    });
+});
+
 describe('history.redis in the config', () => {
     test('with history.dir: an error with its position; --check reads the URL', async () => {
         const both = writeConfig(config(6379, 'x', '  dir: /tmp'));
