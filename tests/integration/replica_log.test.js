@@ -14,6 +14,8 @@ const { after, before, describe, test } = require('node:test');
 const { httpRequest, openSse } = require('./lib/sse');
 const fs = require('node:fs');
 const { makeTempDir, waitFor } = require('./lib/procs');
+
+const AOF = ['--appendfsync', 'always'];
 const { connectRedis, startRedis } = require('./lib/redis');
 const { runSluice, startSluice, writeConfig } = require('./lib/sluice');
 
@@ -299,8 +301,44 @@ describe('a replica that falls behind the trimming', () => {
     });
 });
 
+/*
+ * Starts Redis (AOF, fsync always) and a sluice with log KEY into
+ * ctx.redis / ctx.s; appends 1..5, saves the AOF as it is then, restarts
+ * Redis and appends 6..8, with a stream reading all of it. Restoring
+ * `snapshot` later takes the log back to after 5: a failover to a replica
+ * that lagged, made exact. Returns {c, kept (events 1..5), seen (1..8),
+ * snapshot}.
+ */
+async function withTailToLose(ctx, key) {
+    const aofDir = makeTempDir('sluice-aof-');
+    ctx.redis = await startRedis(undefined, { aofDir, args: AOF });
+    const port = ctx.redis.port;
+    ctx.s = await startSluice(config(port, key), { env });
+    let pub = await connectRedis(port);
+    const c = await open(ctx.s.port);
+    for (let i = 1; i <= 5; i++) {
+        await pub.xadd('audit', ['n', String(i)]);
+    }
+    const kept = await c.waitForEvents(5);
+    pub.close();
+    await ctx.redis.stop('SIGKILL');
+    const snapshot = makeTempDir('sluice-aof-snap-');
+    fs.cpSync(aofDir, snapshot, { recursive: true });
+    ctx.redis = await startRedis(port, { aofDir, args: AOF });
+    pub = await connectRedis(port);
+    await waitFor(async () => (await httpRequest(ctx.s.port, '/readyz')).status === 200,
+        '/readyz 200 after the first restart', 20000, 100);
+    for (let i = 6; i <= 8; i++) {
+        await pub.xadd('audit', ['n', String(i)]);
+    }
+    const seen = await c.waitForEvents(8);
+    assert.deepEqual(seen.map(payloadN), [1, 2, 3, 4, 5, 6, 7, 8]);
+    pub.close();
+    return { c, kept, seen, snapshot };
+}
+
 describe('a Redis that comes back without the log\'s tail', () => {
-    const ctx = { redis: null, s: null, aofDir: null, kept: null };
+    const ctx = { redis: null, s: null, kept: null };
     after(async () => {
         await ctx.s?.stop();
         await ctx.redis?.stop();
@@ -309,35 +347,12 @@ describe('a Redis that comes back without the log\'s tail', () => {
     test('streams that saw the lost entries are cut; their ids are unknown-id', async () => {
         /* What a failover to a replica that lagged does, made exact: the
          * AOF of a moment ago brought back under the running replicas. */
-        ctx.aofDir = makeTempDir('sluice-aof-');
-        const aof = ['--appendfsync', 'always'];
-        ctx.redis = await startRedis(undefined, { aofDir: ctx.aofDir, args: aof });
-        const port = ctx.redis.port;
-        ctx.s = await startSluice(config(port, 'it-roll'), { env });
-        let pub = await connectRedis(port);
-        const c = await open(ctx.s.port);
-        for (let i = 1; i <= 5; i++) {
-            await pub.xadd('audit', ['n', String(i)]);
-        }
-        const kept = await c.waitForEvents(5);
-        pub.close();
-        await ctx.redis.stop('SIGKILL');
-        const snapshot = makeTempDir('sluice-aof-snap-');
-        fs.cpSync(ctx.aofDir, snapshot, { recursive: true });
-        ctx.redis = await startRedis(port, { aofDir: ctx.aofDir, args: aof });
-        pub = await connectRedis(port);
-        await waitFor(async () => (await httpRequest(ctx.s.port, '/readyz')).status === 200,
-            '/readyz 200 after the first restart', 20000, 100);
-        for (let i = 6; i <= 8; i++) {
-            await pub.xadd('audit', ['n', String(i)]);
-        }
-        const seen = await c.waitForEvents(8);
-        assert.deepEqual(seen.map(payloadN), [1, 2, 3, 4, 5, 6, 7, 8]);
-        pub.close();
+        const { c, kept, seen, snapshot } = await withTailToLose(ctx, 'it-roll');
 
         /* Redis comes back as it was after 5. */
+        const port = ctx.redis.port;
         await ctx.redis.stop('SIGKILL');
-        ctx.redis = await startRedis(port, { aofDir: snapshot, args: aof });
+        ctx.redis = await startRedis(port, { aofDir: snapshot, args: AOF });
         await waitFor(async () => /a failover lost its tail/.test(ctx.s.stderr),
             'sluice to see that the log lost its tail', 20000, 50);
         await c.waitForEnd(10000);
@@ -397,30 +412,9 @@ describe('a Redis that lost the log\'s tail, then took new entries before this r
     });
 
     test('the lost entries are still seen: streams that saw them are cut; older ids resume exactly', async () => {
-        const aofDir = makeTempDir('sluice-aof2-');
-        const aof = ['--appendfsync', 'always'];
-        ctx.redis = await startRedis(undefined, { aofDir, args: aof });
+        const { c, kept, seen, snapshot } = await withTailToLose(ctx, 'it-roll2');
         const port = ctx.redis.port;
-        ctx.s = await startSluice(config(port, 'it-roll2'), { env });
-        let pub = await connectRedis(port);
-        const c = await open(ctx.s.port);
-        for (let i = 1; i <= 5; i++) {
-            await pub.xadd('audit', ['n', String(i)]);
-        }
-        const kept = await c.waitForEvents(5);
-        pub.close();
-        await ctx.redis.stop('SIGKILL');
-        const snapshot = makeTempDir('sluice-aof2-snap-');
-        fs.cpSync(aofDir, snapshot, { recursive: true });
-        ctx.redis = await startRedis(port, { aofDir, args: aof });
-        pub = await connectRedis(port);
-        await waitFor(async () => (await httpRequest(ctx.s.port, '/readyz')).status === 200,
-            '/readyz 200 after the first restart', 20000, 100);
-        for (let i = 6; i <= 8; i++) {
-            await pub.xadd('audit', ['n', String(i)]);
-        }
-        const seen = await c.waitForEvents(8);
-        pub.close();
+        let pub;
 
         /* This replica sleeps through the failover; meanwhile the log
          * (back as it was after 5) takes entry 9, as a new leader's
@@ -428,7 +422,7 @@ describe('a Redis that lost the log\'s tail, then took new entries before this r
         ctx.s.child.kill('SIGSTOP');
         try {
             await ctx.redis.stop('SIGKILL');
-            ctx.redis = await startRedis(port, { aofDir: snapshot, args: aof });
+            ctx.redis = await startRedis(port, { aofDir: snapshot, args: AOF });
             pub = await connectRedis(port);
             const seq = await pub.command('HINCRBY', 'it-roll2:meta', 'seq', '1');
             await pub.xadd('it-roll2:log', ['s', 'audit', 't', 'audit', 'p', '{"n":"9"}',
