@@ -649,6 +649,18 @@ target() {
     }'
 }
 
+# client_note WORKLOAD: a warning when loadgen (one thread) used most of
+# a core: the client, not the server, may then have set the pace.
+client_note() {
+    local l c
+    for l in "$col_a" "$col_b"; do
+        c=$(val "$l" "$1" client_cpu_pct)
+        if awk -v c="$c" 'BEGIN { exit !(c != "-" && c + 0 >= 90) }'; then
+            echo "  note: loadgen used $c% of a core against $l: it may have set the pace"
+        fi
+    done
+}
+
 print_transport_table() {
     local w t rate conns
     col_a=sluice
@@ -676,6 +688,7 @@ print_transport_table() {
             [ "$t" = h2 ] && row "$w-$t" "nghttp2 allocs in loadgen" h2_allocs 1 0
             row "$w-$t" "loadgen CPU (% of 1 core)" client_cpu_pct 1 0
             row "$w-$t" "rest of machine (% of 1 core)" other_cpu_pct 1 0
+            client_note "$w-$t"
         done
     done
     echo

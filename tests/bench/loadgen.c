@@ -40,10 +40,11 @@
  * One file on purpose: the CMake target builds this file alone, and the
  * tool is read as a whole next to bench.sh.
  *
- * Output: one line "RESULT key=value ..." for scripts, then one line for
- * people. Exit status 0; 1 on a usage or setup error; 2 with --check when
- * the run was not perfect (a failed stream, a missing or duplicate
- * delivery, a publish error).
+ * Output: one line "RESULT key=value ..." for scripts (its last keys:
+ * transport, connections, the negotiated TLS protocol/cipher, h2_allocs),
+ * then one line for people. Exit status 0; 1 on a usage or setup error;
+ * 2 with --check when the run was not perfect (a failed stream, a
+ * missing or duplicate delivery, a publish error).
  */
 #define _GNU_SOURCE /* memmem */
 
@@ -149,15 +150,14 @@ struct loadgen_opts {
 };
 
 struct loadgen;
-struct loadgen_h2conn;
 
 /* One SSE stream: over its own connection (HTTP/1.1, cleartext or TLS),
- * or one stream of an HTTP/2 connection (h2 set, fd -1, ev NULL). */
+ * or one stream of an HTTP/2 connection (then fd -1, ev and ssl NULL:
+ * the connection is a struct loadgen_h2conn). */
 struct loadgen_conn {
     struct loadgen *lg;
     struct event *ev;       /* owned; NULL until opened */
     SSL *ssl;               /* owned; HTTP/1.1 over TLS */
-    struct loadgen_h2conn *h2; /* the HTTP/2 connection carrying it */
     char *carry;            /* owned; a line split across reads */
     uint64_t chunk_left;
     uint64_t next_seq;      /* the next sequence number this stream expects */
@@ -1161,10 +1161,8 @@ static void loadgen_h2_open(struct loadgen *lg, unsigned j)
     h->first = j * lg->o.h2_streams;
     h->n = lg->o.conns - h->first < lg->o.h2_streams
            ? lg->o.conns - h->first : lg->o.h2_streams;
-    for (unsigned i = 0; i < h->n; i++) {
-        lg->conns[h->first + i].h2 = h;
+    for (unsigned i = 0; i < h->n; i++)
         lg->conns[h->first + i].state = LOADGEN_CONN_CONNECTING;
-    }
     lg->opened += h->n;
     h->fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (h->fd < 0)
