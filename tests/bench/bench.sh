@@ -11,14 +11,20 @@
 #   bench.sh --replicas-smoke   tiny replica run for CI (exit 1 on any loss)
 #   bench.sh --profile          perf profile of sluice under W2 (top symbols)
 #   bench.sh --syscalls         strace -c of both servers under W1
+#   bench.sh --transports       W1, W2 on both servers over cleartext HTTP/1.1,
+#                               TLS HTTP/1.1 and TLS HTTP/2 (100 streams per
+#                               connection), then a table by transport
+#   bench.sh --transports-smoke tiny sluice-only TLS HTTP/1.1 and HTTP/2 run
+#                               for CI (exit 1 on any loss)
 #
 # Environment: SLUICE_BIN, LOADGEN (default: build/ of the repository),
 # NGINX (default nginx), NCHAN_MODULE (default Debian's path), DURATION
 # (seconds per publishing workload, default 20), RETRIES (runs of one
 # measurement while the machine is disturbed, default 2), PROFILE_RATE
 # (events/s of --profile, default 50), INGEST_RATE (events/s offered to
-# one source in the ingest measure, default 100000), KEEP=1 keeps the
-# work dir.
+# one source in the ingest measure, default 100000), STREAMS (streams of
+# --transports, default 5000), H2_STREAMS (HTTP/2 streams per connection
+# of --transports, default 100), KEEP=1 keeps the work dir.
 #
 # Every server (redis-server, sluice, nginx) is started here on a free
 # loopback port with a generated config in a temporary directory, one
@@ -32,6 +38,8 @@ LOADGEN=${LOADGEN:-$root/build/tests/loadgen}
 NGINX=${NGINX:-nginx}
 NCHAN_MODULE=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 DURATION=${DURATION:-20}
+STREAMS=${STREAMS:-5000}
+H2_STREAMS=${H2_STREAMS:-100}
 
 mode=full
 workloads="W1,W2,IDLE,W4"
@@ -42,6 +50,8 @@ while [ $# -gt 0 ]; do
         --replicas-smoke) mode=replicas-smoke ;;
         --profile) mode=profile ;;
         --syscalls) mode=syscalls ;;
+        --transports) mode=transports ;;
+        --transports-smoke) mode=transports-smoke ;;
         --workloads) workloads=$2; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "bench.sh: unknown argument $1" >&2; exit 1 ;;
@@ -61,6 +71,10 @@ work=$(mktemp -d /tmp/sluice-bench.XXXXXX)
 results=$work/results
 : >"$results"
 pids=()
+# How streams reach the server: h1 (cleartext HTTP/1.1), h1-tls (HTTP/1.1
+# over TLS) or h2 (HTTP/2 over TLS, H2_STREAMS streams per connection).
+# Not h1: the servers get TLS with $work/tls.crt (make_cert) and HTTP/2.
+transport=h1
 
 cleanup() {
     local pid
@@ -114,11 +128,29 @@ forget_pid() {
 wait_http() {
     local i
     for i in $(seq 100); do
-        if curl -s -o /dev/null -m 1 "$1"; then return 0; fi
+        if curl -sk -o /dev/null -m 1 "$1"; then return 0; fi
         sleep 0.1
     done
     echo "bench.sh: $1 did not answer" >&2
     return 1
+}
+
+# A self-signed certificate for both servers (RSA 2048, as the README's
+# TLS example): $work/tls.crt, $work/tls.key.
+make_cert() {
+    [ -s "$work/tls.crt" ] && return 0
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -keyout "$work/tls.key" \
+        -out "$work/tls.crt" -subj /CN=127.0.0.1 2>/dev/null || {
+        echo "bench.sh: openssl could not make a certificate" >&2; return 1; }
+}
+
+# The scheme and loadgen's options for $transport.
+transport_args() {
+    case "$transport" in
+        h1) sub_scheme=http; transport_opts=() ;;
+        h1-tls) sub_scheme=https; transport_opts=(--tls) ;;
+        h2) sub_scheme=https; transport_opts=(--h2 "$H2_STREAMS") ;;
+    esac
 }
 
 start_redis() {
@@ -172,13 +204,21 @@ stream:
   heartbeat: 15s
 logging: {level: warn}
 EOF
+    # Not h1: one TLS port offering h2 and http/1.1 by ALPN, as deployed.
+    if [ "$transport" != h1 ]; then
+        cat >>"$work/sluice-$sluice_port.yaml" <<EOF
+tls: {cert_file: $work/tls.crt, key_file: $work/tls.key}
+http2: {enabled: true, max_concurrent_streams: 200}
+EOF
+    fi
+    transport_args
     "$SLUICE_BIN" -c "$work/sluice-$sluice_port.yaml" 2>>"$work/sluice.log" &
     sluice_pid=$!
     pids+=("$sluice_pid")
     local i
     for i in $(seq 100); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' -m 1 \
-            "http://127.0.0.1:$sluice_port/readyz")" = 200 ] && return 0
+        [ "$(curl -sk -o /dev/null -w '%{http_code}' -m 1 \
+            "$sub_scheme://127.0.0.1:$sluice_port/readyz")" = 200 ] && return 0
         sleep 0.1
     done
     echo "bench.sh: sluice not ready; its log:" >&2
@@ -222,9 +262,27 @@ stop_replicas() {
     done
 }
 
+# start_nchan: nginx + nchan on nginx_port; publishers POST to
+# nginx_pub_port, which is the same port for h1 and a separate cleartext
+# one when the streams come over TLS (listen ... ssl http2).
 start_nchan() {
     nginx_port=$(free_port)
-    local dir=$work/nginx user=""
+    nginx_pub_port=$nginx_port
+    local dir=$work/nginx user="" listen tls=""
+    listen="listen 127.0.0.1:$nginx_port backlog=4096;"
+    if [ "$transport" != h1 ]; then
+        nginx_pub_port=$(free_port)
+        listen="listen 127.0.0.1:$nginx_port ssl http2 backlog=4096;
+        listen 127.0.0.1:$nginx_pub_port backlog=4096;"
+        # As sluice's TLS: 1.2 and 1.3 (nginx 1.22's default stops at
+        # 1.2), the server's cipher preference, no session tickets.
+        tls="ssl_certificate $work/tls.crt;
+    ssl_certificate_key $work/tls.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_prefer_server_ciphers on;
+    ssl_session_tickets off;
+    http2_max_concurrent_streams 200;"
+    fi
     mkdir -p "$dir/tmp"
     # As root the master would hand the worker to nobody, who cannot
     # enter the private work dir.
@@ -253,8 +311,9 @@ http {
     keepalive_requests 1000000;
     keepalive_timeout 300s;
     nchan_shared_memory_size 512m;
+    $tls
     server {
-        listen 127.0.0.1:$nginx_port backlog=4096;
+        $listen
         location ~ ^/sub/(.+)\$ {
             nchan_subscriber eventsource;
             nchan_channel_id \$1;
@@ -272,7 +331,9 @@ EOF
     "$NGINX" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' 2>>"$dir/stderr.log" &
     nginx_pid=$!
     pids+=("$nginx_pid")
-    wait_http "http://127.0.0.1:$nginx_port/pub/probe"
+    wait_http "http://127.0.0.1:$nginx_pub_port/pub/probe"
+    transport_args
+    wait_http "$sub_scheme://127.0.0.1:$nginx_port/pub/probe"
     nginx_worker=$(pgrep -P "$nginx_pid" | head -1)
     [ -n "$nginx_worker" ] || { echo "bench.sh: no nginx worker" >&2; return 1; }
 }
@@ -328,8 +389,9 @@ sluice_once() {
     else path='/bench/t%d'; pub='t%d'; fi
     local pubargs=(--pub "redis://127.0.0.1:$redis_port" --pub-topic "$pub")
     [ "$workload" = IDLE ] && pubargs=()
-    run_loadgen sluice "$workload" --sub "http://127.0.0.1:$sluice_port$path" \
-        "${pubargs[@]}" --pid "$sluice_pid" --bus-pid "$redis_pid" "$@" || true
+    run_loadgen sluice "$workload" --sub "$sub_scheme://127.0.0.1:$sluice_port$path" \
+        "${transport_opts[@]}" "${pubargs[@]}" --pid "$sluice_pid" \
+        --bus-pid "$redis_pid" "$@" || true
     stop_pid "$sluice_pid"
     stop_pid "$redis_pid"
 }
@@ -388,10 +450,10 @@ nchan_once() {
     local workload=$1 prefix=$2
     shift 2
     start_nchan
-    local pubargs=(--pub "http://127.0.0.1:$nginx_port" --pub-topic "/pub/$prefix%d")
+    local pubargs=(--pub "http://127.0.0.1:$nginx_pub_port" --pub-topic "/pub/$prefix%d")
     [ "$workload" = IDLE ] && pubargs=()
-    run_loadgen nchan "$workload" --sub "http://127.0.0.1:$nginx_port/sub/$prefix%d" \
-        "${pubargs[@]}" --pid "$nginx_worker" "$@" || true
+    run_loadgen nchan "$workload" --sub "$sub_scheme://127.0.0.1:$nginx_port/sub/$prefix%d" \
+        "${transport_opts[@]}" "${pubargs[@]}" --pid "$nginx_worker" "$@" || true
     if grep -q -i 'emerg\|alert\|crit' "$work/nginx/error.log" 2>/dev/null; then
         echo "bench.sh: nginx error log:" >&2
         tail -5 "$work/nginx/error.log" >&2
@@ -545,6 +607,113 @@ print_replica_table() {
     fi
 }
 
+# The table of --transports: each workload over each transport, then
+# the transports' ratios for each server, then sluice's targets.
+transport_title() {
+    case "$1" in
+        h1) echo "cleartext HTTP/1.1" ;;
+        h1-tls) echo "HTTP/1.1 over TLS" ;;
+        h2) echo "HTTP/2 over TLS" ;;
+    esac
+}
+
+# text_row WORKLOAD TITLE KEY: a value that is not a number (too wide
+# for the columns), both servers on one line.
+text_row() {
+    printf "  %-30s %s: %s, %s: %s\n" "$2" "$col_a" "$(val "$col_a" "$1" "$3")" \
+        "$col_b" "$(val "$col_b" "$1" "$3")"
+}
+
+# quotient LABEL KEY WORKLOAD-A WORKLOAD-B: A's value over B's ("-" if
+# either is missing).
+quotient() {
+    local a b
+    a=$(val "$1" "$3" "$2")
+    b=$(val "$1" "$4" "$2")
+    awk -v a="$a" -v b="$b" 'BEGIN {
+        print (a == "-" || b == "-" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }'
+}
+
+# ratio_row TITLE KEY WORKLOAD-A WORKLOAD-B: A / B for each server.
+ratio_row() {
+    printf "  %-30s %14s %14s\n" "$1" "$(quotient sluice "$2" "$3" "$4")" \
+        "$(quotient nchan "$2" "$3" "$4")"
+}
+
+# target TITLE VALUE OP LIMIT: one of sluice's targets, met or not.
+target() {
+    awk -v t="$1" -v v="$2" -v op="$3" -v lim="$4" 'BEGIN {
+        if (v == "-") { printf "  %-46s %6s   (target %s %s): no figure\n", t, v, op, lim; exit }
+        ok = (op == "<=") ? v + 0 <= lim + 0 : v + 0 < lim + 0
+        printf "  %-46s %6s   (target %s %s): %s\n", t, v, op, lim, ok ? "met" : "NOT MET"
+    }'
+}
+
+# client_note WORKLOAD: a warning when loadgen (one thread) used most of
+# a core: the client, not the server, may then have set the pace.
+client_note() {
+    local l c
+    for l in "$col_a" "$col_b"; do
+        c=$(val "$l" "$1" client_cpu_pct)
+        if awk -v c="$c" 'BEGIN { exit !(c != "-" && c + 0 >= 90) }'; then
+            echo "  note: loadgen used $c% of a core against $l: it may have set the pace"
+        fi
+    done
+}
+
+print_transport_table() {
+    local w t rate conns
+    col_a=sluice
+    col_b=nchan
+    echo
+    echo "== results by transport (ratio = sluice / nchan; lower is better for CPU, memory, latency)"
+    printf "  %-30s %14s %14s %10s\n" "" sluice nchan ratio
+    for w in W1 W2; do
+        rate=10; [ "$w" = W2 ] && rate=50
+        for t in h1 h1-tls h2; do
+            grep -q "workload=$w-$t " "$results" || continue
+            conns=$(val sluice "$w-$t" connections)
+            [ "$conns" = - ] && conns=$(val nchan "$w-$t" connections)
+            echo "$w-$t: $(transport_title $t), $STREAMS streams / $conns connections," \
+                "1 topic, $rate events/s, 128 B, ${DURATION} s"
+            counts "$w-$t"
+            row "$w-$t" "latency p50 (ms)" p50_us 0.001
+            row "$w-$t" "latency p99 (ms)" p99_us 0.001
+            row "$w-$t" "server CPU per delivery (us)" cpu_per_delivery_us
+            row "$w-$t" "server CPU (% of 1 core)" server_cpu_pct
+            row "$w-$t" "server RSS, streams open (MiB)" rss_open_kib 0.0009765625
+            row "$w-$t" "server RSS at the end (MiB)" rss_end_kib 0.0009765625
+            row "$w-$t" "deliveries/s" deliveries_per_s
+            [ "$t" != h1 ] && text_row "$w-$t" "TLS negotiated" tls
+            [ "$t" = h2 ] && row "$w-$t" "nghttp2 allocs in loadgen" h2_allocs 1 0
+            row "$w-$t" "loadgen CPU (% of 1 core)" client_cpu_pct 1 0
+            row "$w-$t" "rest of machine (% of 1 core)" other_cpu_pct 1 0
+            client_note "$w-$t"
+        done
+    done
+    echo
+    echo "== CPU per delivery, one transport over another (each server against itself)"
+    printf "  %-30s %14s %14s\n" "" sluice nchan
+    for w in W1 W2; do
+        ratio_row "$w: TLS h1 / cleartext h1" cpu_per_delivery_us "$w-h1-tls" "$w-h1"
+        ratio_row "$w: TLS h2 / TLS h1" cpu_per_delivery_us "$w-h2" "$w-h1-tls"
+        ratio_row "$w: TLS h2 / cleartext h1" cpu_per_delivery_us "$w-h2" "$w-h1"
+    done
+    echo
+    echo "== sluice against issue 16's targets (CPU per delivery)"
+    for w in W1 W2; do
+        target "$w: TLS h1 / cleartext h1" \
+            "$(quotient sluice cpu_per_delivery_us "$w-h1-tls" "$w-h1")" "<=" 1.3
+        target "$w: TLS h2 / TLS h1" \
+            "$(quotient sluice cpu_per_delivery_us "$w-h2" "$w-h1-tls")" "<" 1
+        target "$w: TLS h2 / cleartext h1" \
+            "$(quotient sluice cpu_per_delivery_us "$w-h2" "$w-h1")" "<" 1
+        target "$w: sluice / nchan over TLS h2" "$(awk -v s="$(val sluice "$w-h2" cpu_per_delivery_us)" \
+            -v n="$(val nchan "$w-h2" cpu_per_delivery_us)" 'BEGIN {
+            print (s == "-" || n == "-" || n + 0 == 0) ? "-" : sprintf("%.2f", s / n) }')" "<=" 0.8
+    done
+}
+
 # ---- modes
 
 run_smoke() {
@@ -563,6 +732,32 @@ run_smoke() {
         exit 1
     fi
     echo "bench.sh --smoke: ok"
+}
+
+# A few seconds of sluice over TLS: HTTP/1.1 (a connection per stream),
+# then HTTP/2 (100 streams per connection); every delivery exactly once.
+run_transports_smoke() {
+    local out rc=0 t
+    make_cert
+    transport=h2 # the TLS and HTTP/2 config
+    start_redis
+    start_sluice bench
+    for t in h1-tls h2; do
+        transport=$t
+        transport_args
+        out=$(timeout 25 "$LOADGEN" --label sluice --workload "smoke-$t" \
+            --sub "https://127.0.0.1:$sluice_port/bench/t%d" "${transport_opts[@]}" \
+            --pub "redis://127.0.0.1:$redis_port" --pub-topic 't%d' --topics 4 \
+            --conns 200 --rate 20 --settle 0.5 --duration 2 --drain 3 \
+            --pid "$sluice_pid" --check) || rc=$?
+        echo "$out"
+        if [ "$rc" != 0 ]; then
+            echo "bench.sh --transports-smoke: FAILED over $t (loadgen status $rc); sluice log:" >&2
+            tail -20 "$work/sluice.log" >&2
+            exit 1
+        fi
+    done
+    echo "bench.sh --transports-smoke: ok"
 }
 
 # perf profile of sluice during W2 (PROFILE_RATE=10 for W1): 10 s of
@@ -688,6 +883,27 @@ run_replicas() {
     print_replica_table
 }
 
+# W1 and W2 over the three transports, on sluice and on nchan.
+run_transports() {
+    print_env
+    command -v "$NGINX" >/dev/null && [ -f "$NCHAN_MODULE" ] || {
+        echo "bench.sh: nginx or $NCHAN_MODULE missing" >&2; exit 1; }
+    echo "openssl: $(openssl version | awk '{print $2}'), nghttp2 $(pkg-config --modversion libnghttp2 2>/dev/null || echo '?')"
+    make_cert
+    local w t rate
+    for w in W1 W2; do
+        rate=10; [ "$w" = W2 ] && rate=50
+        for t in h1 h1-tls h2; do
+            echo "== $w over $(transport_title $t)"
+            transport=$t
+            measure sluice "$w-$t" bench --conns "$STREAMS" --rate "$rate" --duration "$DURATION"
+            measure nchan "$w-$t" t --conns "$STREAMS" --rate "$rate" --duration "$DURATION"
+        done
+    done
+    transport=h1
+    print_transport_table
+}
+
 # A few seconds: three replicas must deliver everything exactly once, and
 # the log must take a small burst whole.
 run_replicas_smoke() {
@@ -725,5 +941,7 @@ case "$mode" in
     replicas-smoke) run_replicas_smoke ;;
     profile) print_env; run_profile ;;
     syscalls) print_env; run_syscalls ;;
+    transports) run_transports ;;
+    transports-smoke) run_transports_smoke ;;
     full) run_full ;;
 esac

@@ -24,13 +24,27 @@
  * fixed carry buffer per stream for a line split across reads, and a
  * fixed log-bucket histogram.
  *
+ * Transports (--tls, --h2 M): cleartext HTTP/1.1 by default; HTTP/1.1
+ * over TLS with one TLS connection per stream; or HTTP/2 over TLS (ALPN
+ * "h2"), M streams per connection, so N streams use ceil(N/M)
+ * connections. TLS is OpenSSL driven by hand on the same non-blocking
+ * sockets and libevent events (no bufferevent, whose evbuffers would
+ * allocate per read), with read-ahead so that one readiness costs one
+ * read(2); certificates are not verified. HTTP/2 framing is nghttp2's
+ * (client session, 1 MiB stream window, 16 MiB connection window,
+ * automatic WINDOW_UPDATEs); its DATA carries the SSE text itself, which
+ * goes into the same line splitter. nghttp2 allocates through counting
+ * wrappers, so the RESULT line shows what it allocated while publishing
+ * (h2_allocs: window updates, not deliveries).
+ *
  * One file on purpose: the CMake target builds this file alone, and the
  * tool is read as a whole next to bench.sh.
  *
- * Output: one line "RESULT key=value ..." for scripts, then one line for
- * people. Exit status 0; 1 on a usage or setup error; 2 with --check when
- * the run was not perfect (a failed stream, a missing or duplicate
- * delivery, a publish error).
+ * Output: one line "RESULT key=value ..." for scripts (its last keys:
+ * transport, connections, the negotiated TLS protocol/cipher, h2_allocs),
+ * then one line for people. Exit status 0; 1 on a usage or setup error;
+ * 2 with --check when the run was not perfect (a failed stream, a
+ * missing or duplicate delivery, a publish error).
  */
 #define _GNU_SOURCE /* memmem */
 
@@ -58,6 +72,9 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/adapters/libevent.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define LOADGEN_HIST_BUCKETS 976 /* see loadgen_hist_index */
 #define LOADGEN_READ_BUF (256 * 1024)
@@ -65,10 +82,19 @@
 #define LOADGEN_MAX_SUB_PORTS 4
 #define LOADGEN_MAX_PUB_CONNS 16
 #define LOADGEN_TICK_US 1000
+#define LOADGEN_MAX_H2_STREAMS 1000 /* --h2 M: at most this many per connection */
+#define LOADGEN_H2_STREAM_WINDOW (1 << 20)
+#define LOADGEN_H2_CONN_WINDOW (16 << 20)
+
+enum loadgen_transport {
+    LOADGEN_TRANSPORT_H1,     /* cleartext HTTP/1.1, a connection per stream */
+    LOADGEN_TRANSPORT_H1_TLS, /* HTTP/1.1 over TLS, a connection per stream */
+    LOADGEN_TRANSPORT_H2,     /* HTTP/2 over TLS, h2_streams per connection */
+};
 
 enum loadgen_conn_state {
     LOADGEN_CONN_UNOPENED,
-    LOADGEN_CONN_CONNECTING,
+    LOADGEN_CONN_CONNECTING, /* TCP connect, then TLS handshake if any */
     LOADGEN_CONN_HEAD,      /* request sent, reading the response head */
     LOADGEN_CONN_STREAMING, /* 200 received: reading events */
     LOADGEN_CONN_FAILED,    /* refused, error, or not 200 */
@@ -117,15 +143,21 @@ struct loadgen_opts {
     unsigned npids;
     int bus_pid;
     bool check;
+    enum loadgen_transport transport;
+    unsigned h2_streams;    /* --h2 M: streams per HTTP/2 connection */
     const char *label;
     const char *workload;
 };
 
 struct loadgen;
 
+/* One SSE stream: over its own connection (HTTP/1.1, cleartext or TLS),
+ * or one stream of an HTTP/2 connection (then fd -1, ev and ssl NULL:
+ * the connection is a struct loadgen_h2conn). */
 struct loadgen_conn {
     struct loadgen *lg;
     struct event *ev;       /* owned; NULL until opened */
+    SSL *ssl;               /* owned; HTTP/1.1 over TLS */
     char *carry;            /* owned; a line split across reads */
     uint64_t chunk_left;
     uint64_t next_seq;      /* the next sequence number this stream expects */
@@ -140,6 +172,20 @@ struct loadgen_conn {
     bool counted;           /* streaming when publishing started */
 };
 
+/* One HTTP/2 connection over TLS, carrying streams first .. first+n-1. */
+struct loadgen_h2conn {
+    struct loadgen *lg;
+    struct event *ev;          /* owned */
+    SSL *ssl;                  /* owned */
+    nghttp2_session *session;  /* owned; NULL until the handshake is done */
+    const uint8_t *out;        /* nghttp2's output SSL_write has not taken */
+    size_t out_len;
+    unsigned first, n;
+    int fd;
+    bool waiting_write;        /* ev also waits for writability */
+    bool ended;
+};
+
 struct loadgen_http_pub {
     struct loadgen *lg;
     struct evhttp_connection *evcon; /* owned */
@@ -152,6 +198,7 @@ struct loadgen_sample {
     uint64_t steal_ticks;
     int64_t self_us;    /* this process's user+system time */
     int64_t wall_ns;
+    uint64_t h2_allocs; /* nghttp2's allocations so far */
 };
 
 struct loadgen {
@@ -162,6 +209,14 @@ struct loadgen {
     socklen_t addrlen[LOADGEN_MAX_SUB_PORTS];
     unsigned naddrs;                 /* stream i connects to addr[i mod naddrs] */
     struct loadgen_conn *conns;      /* owned, o.conns of them */
+    SSL_CTX *ssl_ctx;                /* owned; --tls and --h2 */
+    struct loadgen_h2conn *h2conns;  /* owned, nh2conns of them; --h2 */
+    unsigned nh2conns;
+    nghttp2_session_callbacks *h2_callbacks; /* owned; --h2 */
+    nghttp2_mem h2_mem;              /* nghttp2's allocator: counts calls */
+    uint64_t h2_allocs;
+    int64_t h2_now_ns;               /* when the bytes nghttp2 parses were read */
+    char tls_desc[96];               /* protocol/cipher of the first handshake */
     char *rbuf;                      /* owned, LOADGEN_READ_BUF bytes */
     char *payload;                   /* owned, o.size + 64 bytes */
     size_t carry_cap;
@@ -321,6 +376,7 @@ static void loadgen_sample(const struct loadgen *lg, struct loadgen_sample *s)
     s->self_us = (int64_t)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec
                  + (int64_t)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec;
     s->wall_ns = loadgen_now_ns();
+    s->h2_allocs = lg->h2_allocs;
 }
 
 /* ---- formatting */
@@ -507,12 +563,18 @@ static void loadgen_conn_body(struct loadgen_conn *c, const char *p, size_t n,
 }
 
 /* Ends a stream: FAILED before its 200 (or when failed is set), CLOSED
- * after. Frees its event and socket (its carry buffer stays until
- * loadgen_free). Called once per stream. */
+ * after. Frees its event, TLS state and socket (its carry buffer stays
+ * until loadgen_free). A stream already ended stays as it is. */
 static void loadgen_conn_end(struct loadgen_conn *c, bool failed)
 {
     struct loadgen *lg = c->lg;
 
+    if (c->state == LOADGEN_CONN_FAILED || c->state == LOADGEN_CONN_CLOSED)
+        return;
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
     if (c->ev) {
         event_free(c->ev);
         c->ev = NULL;
@@ -567,6 +629,42 @@ static void loadgen_conn_head(struct loadgen_conn *c, const char *p, size_t n,
         loadgen_conn_body(c, p + body_at, n - body_at, now_ns);
 }
 
+/* Bytes of an HTTP/1.1 stream's connection: the response head, then the
+ * body. */
+static void loadgen_conn_input(struct loadgen_conn *c, const char *p, size_t n,
+                               int64_t now_ns)
+{
+    if (c->state == LOADGEN_CONN_HEAD)
+        loadgen_conn_head(c, p, n, now_ns);
+    else
+        loadgen_conn_body(c, p, n, now_ns);
+}
+
+/* Hot path over TLS: one SSL_read per record into the shared buffer.
+ * With read-ahead, OpenSSL takes what the socket holds in one read(2);
+ * records left in its buffer (SSL_has_pending) are read at once, since
+ * the socket will not signal them again. */
+static void loadgen_conn_read_tls(struct loadgen_conn *c)
+{
+    struct loadgen *lg = c->lg;
+
+    for (;;) {
+        int n = SSL_read(c->ssl, lg->rbuf, LOADGEN_READ_BUF);
+        if (n <= 0) {
+            /* WANT_WRITE (a renegotiation or KeyUpdate answer) is not
+             * expected from these servers: it ends the stream, visibly. */
+            if (SSL_get_error(c->ssl, n) == SSL_ERROR_WANT_READ)
+                return;
+            ERR_clear_error();
+            loadgen_conn_end(c, false);
+            return;
+        }
+        loadgen_conn_input(c, lg->rbuf, (size_t)n, loadgen_now_ns());
+        if (c->fd < 0 || !SSL_has_pending(c->ssl))
+            return;
+    }
+}
+
 /* Hot path: the socket is readable. One read into the shared buffer,
  * again while it comes back full. */
 static void loadgen_conn_read(evutil_socket_t fd, short what, void *arg)
@@ -574,6 +672,10 @@ static void loadgen_conn_read(evutil_socket_t fd, short what, void *arg)
     struct loadgen_conn *c = arg;
     struct loadgen *lg = c->lg;
 
+    if (c->ssl) {
+        loadgen_conn_read_tls(c);
+        return;
+    }
     for (;;) {
         ssize_t n = read(fd, lg->rbuf, LOADGEN_READ_BUF);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
@@ -582,27 +684,97 @@ static void loadgen_conn_read(evutil_socket_t fd, short what, void *arg)
         }
         if (n < 0)
             return;
-        int64_t now_ns = loadgen_now_ns();
-        if (c->state == LOADGEN_CONN_HEAD)
-            loadgen_conn_head(c, lg->rbuf, (size_t)n, now_ns);
-        else
-            loadgen_conn_body(c, lg->rbuf, (size_t)n, now_ns);
+        loadgen_conn_input(c, lg->rbuf, (size_t)n, loadgen_now_ns());
         if (c->fd < 0 || (size_t)n < LOADGEN_READ_BUF)
             return;
     }
 }
 
-/* The non-blocking connect finished: send the request, switch to reads. */
-static void loadgen_conn_connected(evutil_socket_t fd, short what, void *arg)
+/* Re-points ev (not necessarily pending) at fd with new flags and
+ * callback. */
+static int loadgen_event_set(struct loadgen *lg, struct event *ev, int fd,
+                             short events, event_callback_fn cb, void *arg)
 {
-    struct loadgen_conn *c = arg;
+    event_del(ev);
+    if (event_assign(ev, lg->base, fd, events, cb, arg) < 0)
+        return -1;
+    return event_add(ev, NULL);
+}
+
+/* ---- TLS (HTTP/1.1 and HTTP/2) */
+
+/* The client context: no verification, read-ahead, partial writes (for
+ * HTTP/2's output), no session cache (every connection does a full
+ * handshake, as N browsers would), OpenSSL's default versions and
+ * cipher suites (the server's preference decides; the RESULT line
+ * names what was negotiated). */
+static SSL_CTX *loadgen_tls_ctx(void)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+    if (!ctx)
+        return NULL;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    return ctx;
+}
+
+/* A client SSL on a connected socket, offering one ALPN protocol (in
+ * wire format, alpn_len bytes). NULL on failure. */
+static SSL *loadgen_tls_new(struct loadgen *lg, int fd, const char *alpn,
+                            unsigned alpn_len)
+{
+    SSL *ssl = SSL_new(lg->ssl_ctx);
+
+    if (!ssl)
+        return NULL;
+    /* SSL_set_alpn_protos returns 0 on success. */
+    if (SSL_set_fd(ssl, fd) != 1
+        || SSL_set_alpn_protos(ssl, (const unsigned char *)alpn, alpn_len) != 0) {
+        SSL_free(ssl);
+        ERR_clear_error();
+        return NULL;
+    }
+    SSL_set_connect_state(ssl);
+    return ssl;
+}
+
+/* Advances a handshake: 1 done, 0 waiting (*events says for what), -1
+ * failed. The first completed one names the protocol and cipher. */
+static int loadgen_tls_handshake(struct loadgen *lg, SSL *ssl, short *events)
+{
+    int rc = SSL_do_handshake(ssl);
+
+    if (rc == 1) {
+        if (lg->tls_desc[0] == '\0')
+            snprintf(lg->tls_desc, sizeof(lg->tls_desc), "%s/%s",
+                     SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+        return 1;
+    }
+    switch (SSL_get_error(ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        *events = EV_READ;
+        return 0;
+    case SSL_ERROR_WANT_WRITE:
+        *events = EV_WRITE;
+        return 0;
+    default:
+        ERR_clear_error();
+        return -1;
+    }
+}
+
+/* ---- HTTP/1.1 streams: connect, handshake, request */
+
+/* Sends the stream's GET and switches its event to reads. */
+static void loadgen_conn_request(struct loadgen_conn *c)
+{
     struct loadgen *lg = c->lg;
     char path[512], req[1024];
-    int err = 0;
-    socklen_t errlen = sizeof(err);
 
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen) < 0 || err != 0
-        || loadgen_expand(lg->o.sub_path, c->topic, path, sizeof(path)) < 0) {
+    if (loadgen_expand(lg->o.sub_path, c->topic, path, sizeof(path)) < 0) {
         loadgen_conn_end(c, true);
         return;
     }
@@ -610,16 +782,64 @@ static void loadgen_conn_connected(evutil_socket_t fd, short what, void *arg)
                        "GET %s HTTP/1.1\r\nHost: %s:%d\r\n"
                        "Accept: text/event-stream\r\n\r\n",
                        path, lg->o.sub_host, lg->o.sub_port);
+    if (len <= 0 || (size_t)len >= sizeof(req)) {
+        loadgen_conn_end(c, true);
+        return;
+    }
     /* A fresh socket's send buffer always takes a request this small. */
-    if (len <= 0 || (size_t)len >= sizeof(req)
-        || write(fd, req, (size_t)len) != len) {
+    int sent = c->ssl ? SSL_write(c->ssl, req, len)
+                      : (int)write(c->fd, req, (size_t)len);
+    if (sent != len
+        || loadgen_event_set(lg, c->ev, c->fd, EV_READ | EV_PERSIST,
+                             loadgen_conn_read, c) < 0) {
+        ERR_clear_error();
         loadgen_conn_end(c, true);
         return;
     }
     c->state = LOADGEN_CONN_HEAD;
-    event_del(c->ev);
-    event_assign(c->ev, lg->base, fd, EV_READ | EV_PERSIST, loadgen_conn_read, c);
-    event_add(c->ev, NULL);
+}
+
+/* A step of a stream's TLS handshake; the request once it is done. */
+static void loadgen_conn_tls_step(evutil_socket_t fd, short what, void *arg)
+{
+    struct loadgen_conn *c = arg;
+    short events = 0;
+    int rc = loadgen_tls_handshake(c->lg, c->ssl, &events);
+
+    if (rc < 0
+        || (rc == 0
+            && loadgen_event_set(c->lg, c->ev, c->fd, events,
+                                 loadgen_conn_tls_step, c) < 0)) {
+        loadgen_conn_end(c, true);
+        return;
+    }
+    if (rc == 1)
+        loadgen_conn_request(c);
+}
+
+/* The non-blocking connect finished: send the request (cleartext) or
+ * begin the TLS handshake. */
+static void loadgen_conn_connected(evutil_socket_t fd, short what, void *arg)
+{
+    struct loadgen_conn *c = arg;
+    struct loadgen *lg = c->lg;
+    int err = 0;
+    socklen_t errlen = sizeof(err);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen) < 0 || err != 0) {
+        loadgen_conn_end(c, true);
+        return;
+    }
+    if (lg->o.transport == LOADGEN_TRANSPORT_H1) {
+        loadgen_conn_request(c);
+        return;
+    }
+    c->ssl = loadgen_tls_new(lg, fd, "\x08http/1.1", 9);
+    if (!c->ssl) {
+        loadgen_conn_end(c, true);
+        return;
+    }
+    loadgen_conn_tls_step(fd, 0, c);
 }
 
 /* Starts the non-blocking connect of stream i. */
@@ -643,6 +863,328 @@ static void loadgen_conn_open(struct loadgen *lg, unsigned i)
     return;
 fail:
     loadgen_conn_end(c, true);
+}
+
+/* ---- HTTP/2 over TLS: M streams per connection (nghttp2) */
+
+/* nghttp2's allocator: the C library's, counted. */
+static void *loadgen_h2_malloc(size_t size, void *ud)
+{
+    ((struct loadgen *)ud)->h2_allocs++;
+    return malloc(size);
+}
+
+static void loadgen_h2_free(void *ptr, void *ud)
+{
+    free(ptr);
+}
+
+static void *loadgen_h2_calloc(size_t nmemb, size_t size, void *ud)
+{
+    ((struct loadgen *)ud)->h2_allocs++;
+    return calloc(nmemb, size);
+}
+
+static void *loadgen_h2_realloc(void *ptr, size_t size, void *ud)
+{
+    ((struct loadgen *)ud)->h2_allocs++;
+    return realloc(ptr, size);
+}
+
+/* Ends the connection and every stream on it not ended yet (CLOSED
+ * after its 200, FAILED before). Never called from inside nghttp2. */
+static void loadgen_h2_end(struct loadgen_h2conn *h)
+{
+    if (h->ended)
+        return;
+    h->ended = true;
+    for (unsigned i = 0; i < h->n; i++)
+        loadgen_conn_end(&h->lg->conns[h->first + i], false);
+    if (h->session) {
+        nghttp2_session_del(h->session);
+        h->session = NULL;
+    }
+    if (h->ssl) {
+        SSL_free(h->ssl);
+        h->ssl = NULL;
+    }
+    if (h->ev) {
+        event_free(h->ev);
+        h->ev = NULL;
+    }
+    if (h->fd >= 0) {
+        close(h->fd);
+        h->fd = -1;
+    }
+}
+
+/* The response's :status: 200 starts the stream, anything else fails it
+ * (and cancels it). */
+static int loadgen_h2_on_header(nghttp2_session *session,
+                                const nghttp2_frame *frame, const uint8_t *name,
+                                size_t namelen, const uint8_t *value,
+                                size_t valuelen, uint8_t flags, void *ud)
+{
+    struct loadgen_h2conn *h = ud;
+    int32_t id = frame->hd.stream_id;
+
+    if (frame->hd.type != NGHTTP2_HEADERS || namelen != 7
+        || memcmp(name, ":status", 7) != 0)
+        return 0;
+    struct loadgen_conn *c = nghttp2_session_get_stream_user_data(session, id);
+    if (!c || c->state != LOADGEN_CONN_HEAD)
+        return 0;
+    if (valuelen == 3 && memcmp(value, "200", 3) == 0) {
+        c->state = LOADGEN_CONN_STREAMING;
+        h->lg->streaming++;
+        return 0;
+    }
+    loadgen_conn_end(c, true);
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+    return 0;
+}
+
+/* Hot path: a DATA frame's payload (or part of it) is SSE text. */
+static int loadgen_h2_on_data(nghttp2_session *session, uint8_t flags,
+                              int32_t id, const uint8_t *data, size_t len,
+                              void *ud)
+{
+    struct loadgen_h2conn *h = ud;
+    struct loadgen_conn *c = nghttp2_session_get_stream_user_data(session, id);
+
+    if (c && c->state == LOADGEN_CONN_STREAMING)
+        loadgen_conn_sse(c, (const char *)data, len, h->lg->h2_now_ns);
+    return 0;
+}
+
+/* The server ended or reset a stream. */
+static int loadgen_h2_on_close(nghttp2_session *session, int32_t id,
+                               uint32_t error_code, void *ud)
+{
+    struct loadgen_conn *c = nghttp2_session_get_stream_user_data(session, id);
+
+    if (c)
+        loadgen_conn_end(c, false);
+    return 0;
+}
+
+static nghttp2_session_callbacks *loadgen_h2_callbacks(void)
+{
+    nghttp2_session_callbacks *cb;
+
+    if (nghttp2_session_callbacks_new(&cb) != 0)
+        return NULL;
+    nghttp2_session_callbacks_set_on_header_callback(cb, loadgen_h2_on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, loadgen_h2_on_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, loadgen_h2_on_close);
+    return cb;
+}
+
+static void loadgen_h2_io(evutil_socket_t fd, short what, void *arg);
+
+/* Hands nghttp2's output to SSL_write until none is left or the socket
+ * is full; in the latter case the event also waits for writability (and
+ * the same bytes are offered again, as SSL_write requires). 0, or -1
+ * when the connection failed. */
+static int loadgen_h2_flush(struct loadgen_h2conn *h)
+{
+    for (;;) {
+        if (h->out_len == 0) {
+            ssize_t n = nghttp2_session_mem_send(h->session, &h->out);
+            if (n < 0)
+                return -1;
+            if (n == 0)
+                break;
+            h->out_len = (size_t)n;
+        }
+        int w = SSL_write(h->ssl, h->out, (int)h->out_len);
+        if (w <= 0) {
+            int err = SSL_get_error(h->ssl, w);
+            if (err != SSL_ERROR_WANT_WRITE && err != SSL_ERROR_WANT_READ) {
+                ERR_clear_error();
+                return -1;
+            }
+            if (h->waiting_write)
+                return 0;
+            h->waiting_write = true;
+            return loadgen_event_set(h->lg, h->ev, h->fd,
+                                     EV_READ | EV_WRITE | EV_PERSIST,
+                                     loadgen_h2_io, h);
+        }
+        h->out += w;
+        h->out_len -= (size_t)w;
+    }
+    if (!h->waiting_write)
+        return 0;
+    h->waiting_write = false;
+    return loadgen_event_set(h->lg, h->ev, h->fd, EV_READ | EV_PERSIST,
+                             loadgen_h2_io, h);
+}
+
+/* Hot path: every record the socket holds goes through nghttp2 (whose
+ * callbacks do the counting). 0, or -1 when the connection ended. */
+static int loadgen_h2_read(struct loadgen_h2conn *h)
+{
+    struct loadgen *lg = h->lg;
+
+    for (;;) {
+        int n = SSL_read(h->ssl, lg->rbuf, LOADGEN_READ_BUF);
+        if (n <= 0) {
+            if (SSL_get_error(h->ssl, n) == SSL_ERROR_WANT_READ)
+                return 0;
+            ERR_clear_error();
+            return -1;
+        }
+        lg->h2_now_ns = loadgen_now_ns();
+        if (nghttp2_session_mem_recv(h->session, (const uint8_t *)lg->rbuf,
+                                     (size_t)n) != n)
+            return -1;
+        if (!SSL_has_pending(h->ssl))
+            return 0;
+    }
+}
+
+/* The connection's socket is readable (or writable with output waiting). */
+static void loadgen_h2_io(evutil_socket_t fd, short what, void *arg)
+{
+    struct loadgen_h2conn *h = arg;
+
+    if ((what & EV_READ) && loadgen_h2_read(h) < 0) {
+        loadgen_h2_end(h);
+        return;
+    }
+    if (loadgen_h2_flush(h) < 0
+        || (!nghttp2_session_want_read(h->session)
+            && !nghttp2_session_want_write(h->session)))
+        loadgen_h2_end(h);
+}
+
+static nghttp2_nv loadgen_nv(const char *name, const char *value)
+{
+    nghttp2_nv nv = {(uint8_t *)name, (uint8_t *)value, strlen(name),
+                     strlen(value), NGHTTP2_NV_FLAG_NONE};
+    return nv;
+}
+
+/* After the handshake: the session, our SETTINGS and windows, and one GET
+ * per stream. 0, or -1 when the connection must end. */
+static int loadgen_h2_start(struct loadgen_h2conn *h)
+{
+    struct loadgen *lg = h->lg;
+    const unsigned char *proto = NULL;
+    unsigned proto_len = 0;
+    char authority[300], path[512];
+
+    SSL_get0_alpn_selected(h->ssl, &proto, &proto_len);
+    if (proto_len != 2 || memcmp(proto, "h2", 2) != 0) {
+        fprintf(stderr, "loadgen: the server did not choose h2 by ALPN\n");
+        return -1;
+    }
+    if (nghttp2_session_client_new3(&h->session, lg->h2_callbacks, h, NULL,
+                                    &lg->h2_mem) != 0)
+        return -1;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, LOADGEN_H2_STREAM_WINDOW},
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+    };
+    if (nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, iv, 2) != 0
+        || nghttp2_session_set_local_window_size(h->session, NGHTTP2_FLAG_NONE,
+                                                 0, LOADGEN_H2_CONN_WINDOW) != 0)
+        return -1;
+    snprintf(authority, sizeof(authority), "%s:%d", lg->o.sub_host,
+             lg->o.sub_port);
+    for (unsigned i = 0; i < h->n; i++) {
+        struct loadgen_conn *c = &lg->conns[h->first + i];
+        if (loadgen_expand(lg->o.sub_path, c->topic, path, sizeof(path)) < 0) {
+            loadgen_conn_end(c, true);
+            continue;
+        }
+        nghttp2_nv nva[] = {
+            loadgen_nv(":method", "GET"), loadgen_nv(":scheme", "https"),
+            loadgen_nv(":authority", authority), loadgen_nv(":path", path),
+            loadgen_nv("accept", "text/event-stream"),
+        };
+        if (nghttp2_submit_request(h->session, NULL, nva, 5, NULL, c) < 0) {
+            loadgen_conn_end(c, true);
+            continue;
+        }
+        c->state = LOADGEN_CONN_HEAD;
+    }
+    if (loadgen_event_set(lg, h->ev, h->fd, EV_READ | EV_PERSIST,
+                          loadgen_h2_io, h) < 0)
+        return -1;
+    return loadgen_h2_flush(h);
+}
+
+/* A step of the connection's TLS handshake; the session once done. */
+static void loadgen_h2_tls_step(evutil_socket_t fd, short what, void *arg)
+{
+    struct loadgen_h2conn *h = arg;
+    short events = 0;
+    int rc = loadgen_tls_handshake(h->lg, h->ssl, &events);
+
+    if (rc < 0
+        || (rc == 0
+            && loadgen_event_set(h->lg, h->ev, h->fd, events,
+                                 loadgen_h2_tls_step, h) < 0)
+        || (rc == 1 && loadgen_h2_start(h) < 0))
+        loadgen_h2_end(h);
+}
+
+/* The non-blocking connect finished: begin the handshake (ALPN h2). */
+static void loadgen_h2_connected(evutil_socket_t fd, short what, void *arg)
+{
+    struct loadgen_h2conn *h = arg;
+    int err = 0;
+    socklen_t errlen = sizeof(err);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen) < 0 || err != 0) {
+        loadgen_h2_end(h);
+        return;
+    }
+    h->ssl = loadgen_tls_new(h->lg, fd, "\x02h2", 3);
+    if (!h->ssl) {
+        loadgen_h2_end(h);
+        return;
+    }
+    loadgen_h2_tls_step(fd, 0, h);
+}
+
+/* Starts the non-blocking connect of HTTP/2 connection j, which carries
+ * the next (up to) M streams. */
+static void loadgen_h2_open(struct loadgen *lg, unsigned j)
+{
+    struct loadgen_h2conn *h = &lg->h2conns[j];
+    const struct sockaddr_storage *addr = &lg->addr[j % lg->naddrs];
+
+    h->lg = lg;
+    h->first = j * lg->o.h2_streams;
+    h->n = lg->o.conns - h->first < lg->o.h2_streams
+           ? lg->o.conns - h->first : lg->o.h2_streams;
+    for (unsigned i = 0; i < h->n; i++)
+        lg->conns[h->first + i].state = LOADGEN_CONN_CONNECTING;
+    lg->opened += h->n;
+    h->fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (h->fd < 0)
+        goto fail;
+    if (connect(h->fd, (const struct sockaddr *)addr, lg->addrlen[j % lg->naddrs]) < 0
+        && errno != EINPROGRESS)
+        goto fail;
+    h->ev = event_new(lg->base, h->fd, EV_WRITE, loadgen_h2_connected, h);
+    if (!h->ev || event_add(h->ev, NULL) < 0)
+        goto fail;
+    return;
+fail:
+    loadgen_h2_end(h);
+}
+
+/* Opens the next stream, or for HTTP/2 the next connection's streams. */
+static void loadgen_open_next(struct loadgen *lg)
+{
+    if (lg->o.transport == LOADGEN_TRANSPORT_H2)
+        loadgen_h2_open(lg, lg->opened / lg->o.h2_streams);
+    else
+        loadgen_conn_open(lg, lg->opened);
 }
 
 /* ---- publishing */
@@ -807,7 +1349,7 @@ static void loadgen_tick_connect(struct loadgen *lg, int64_t now)
     uint64_t due = (uint64_t)(elapsed * lg->o.ramp) + 1;
 
     while (lg->opened < lg->o.conns && lg->opened < due)
-        loadgen_conn_open(lg, lg->opened);
+        loadgen_open_next(lg);
     bool all_answered = lg->streaming + lg->failed >= lg->o.conns;
     /* Streams still unanswered long after the ramp are left out. */
     double limit = (double)lg->o.conns / lg->o.ramp + 15.0;
@@ -929,6 +1471,26 @@ static void loadgen_summarize(const struct loadgen *lg, struct loadgen_summary *
     m->max = lg->lat_max_ns / 1e6;
 }
 
+static const char *loadgen_transport_name(enum loadgen_transport t)
+{
+    switch (t) {
+    case LOADGEN_TRANSPORT_H1_TLS:
+        return "h1-tls";
+    case LOADGEN_TRANSPORT_H2:
+        return "h2";
+    default:
+        return "h1";
+    }
+}
+
+/* Connections the streams use: one each, or ceil(N/M) over HTTP/2. */
+static unsigned loadgen_connections(const struct loadgen_opts *o)
+{
+    if (o->transport != LOADGEN_TRANSPORT_H2)
+        return o->conns;
+    return (o->conns + o->h2_streams - 1) / o->h2_streams;
+}
+
 /* Percent of one core over the window. */
 static double loadgen_pct(const struct loadgen_summary *m, double seconds)
 {
@@ -963,14 +1525,19 @@ static void loadgen_report(const struct loadgen *lg)
            loadgen_pct(&m, m.self), loadgen_pct(&m, m.other),
            loadgen_pct(&m, m.steal));
     printf(" rss_before_kib=%" PRIu64 " rss_open_kib=%" PRIu64
-           " rss_end_kib=%" PRIu64 " rss_per_stream_b=%.0f aborted=%d\n",
+           " rss_end_kib=%" PRIu64 " rss_per_stream_b=%.0f aborted=%d",
            lg->rss_before_kib, lg->rss_open_kib, lg->rss_end_kib,
            rss_per_stream, lg->aborted);
-    printf("%s %s: %u/%u streams ok, %" PRIu64 "/%" PRIu64
+    printf(" transport=%s connections=%u tls=%s h2_allocs=%" PRIu64 "\n",
+           loadgen_transport_name(lg->o.transport), loadgen_connections(&lg->o),
+           lg->tls_desc[0] ? lg->tls_desc : "none",
+           lg->s1.h2_allocs - lg->s0.h2_allocs);
+    printf("%s %s [%s, %u connections]: %u/%u streams ok, %" PRIu64 "/%" PRIu64
            " delivered (missing %" PRIu64 ", dup %" PRIu64 "), latency p50 %.2f"
            " ms p99 %.2f ms max %.2f ms, server CPU %.2f s = %.2f us/delivery,"
            " RSS +%.0f B/stream, loadgen %.0f%%, other %.0f%%\n",
-           lg->o.label, lg->o.workload, lg->streaming, lg->o.conns,
+           lg->o.label, lg->o.workload, loadgen_transport_name(lg->o.transport),
+           loadgen_connections(&lg->o), lg->streaming, lg->o.conns,
            lg->delivered, lg->expected, m.missing, m.dups, m.p50, m.p99,
            m.max, m.cpu, per_delivery, rss_per_stream, loadgen_pct(&m, m.self),
            loadgen_pct(&m, m.other));
@@ -993,8 +1560,12 @@ static bool loadgen_perfect(const struct loadgen *lg)
 static void loadgen_usage(FILE *out)
 {
     fprintf(out,
-        "usage: loadgen --sub http://HOST:PORT/PATH [options]\n"
-        "  --sub URL          SSE URL; one %%d in PATH becomes i mod TOPICS\n"
+        "usage: loadgen --sub http[s]://HOST:PORT/PATH [options]\n"
+        "  --sub URL          SSE URL; one %%d in PATH becomes i mod TOPICS;\n"
+        "                     https:// means --tls\n"
+        "  --tls              HTTP/1.1 over TLS, one connection per stream\n"
+        "                     (no certificate verification)\n"
+        "  --h2 M             HTTP/2 over TLS (ALPN h2), M streams per connection\n"
         "  --sub-ports P,P..  stream i connects to the (i mod n)th port instead\n"
         "                     of the URL's (replicas of one server; at most 4)\n"
         "  --pub redis://HOST:PORT | http://HOST:PORT   (none: idle mode)\n"
@@ -1076,7 +1647,8 @@ static int loadgen_parse_args(struct loadgen_opts *o, int argc, char **argv)
         {"settle", 1, NULL, 'w'}, {"drain", 1, NULL, 'D'}, {"idle", 1, NULL, 'i'},
         {"pid", 1, NULL, 'p'}, {"bus-pid", 1, NULL, 'b'}, {"label", 1, NULL, 'l'},
         {"workload", 1, NULL, 'W'}, {"check", 0, NULL, 'c'}, {"help", 0, NULL, 'h'},
-        {"sub-ports", 1, NULL, 'o'},
+        {"sub-ports", 1, NULL, 'o'}, {"tls", 0, NULL, 't'},
+        {"h2", 1, NULL, '2'},
         {NULL, 0, NULL, 0},
     };
     const char *sub = NULL, *pub = NULL;
@@ -1116,17 +1688,28 @@ static int loadgen_parse_args(struct loadgen_opts *o, int argc, char **argv)
                 return -1;
             }
             break;
+        case 't':
+            if (o->transport == LOADGEN_TRANSPORT_H1)
+                o->transport = LOADGEN_TRANSPORT_H1_TLS;
+            break;
+        case '2':
+            o->transport = LOADGEN_TRANSPORT_H2;
+            o->h2_streams = (unsigned)strtoul(optarg, NULL, 10);
+            break;
         case 'c': o->check = true; break;
         case 'h': return 1;
         default: return -1;
         }
     }
-    if (!sub || strncmp(sub, "http://", 7) != 0
+    if (!sub
+        || (strncmp(sub, "http://", 7) != 0 && strncmp(sub, "https://", 8) != 0)
         || loadgen_parse_url(sub, o->sub_host, sizeof(o->sub_host), &o->sub_port,
                              o->sub_path, sizeof(o->sub_path)) < 0) {
-        fprintf(stderr, "loadgen: --sub http://HOST:PORT/PATH is required\n");
+        fprintf(stderr, "loadgen: --sub http[s]://HOST:PORT/PATH is required\n");
         return -1;
     }
+    if (strncmp(sub, "https://", 8) == 0 && o->transport == LOADGEN_TRANSPORT_H1)
+        o->transport = LOADGEN_TRANSPORT_H1_TLS;
     if (pub) {
         o->pub_kind = strncmp(pub, "redis://", 8) == 0 ? LOADGEN_PUB_REDIS
                       : strncmp(pub, "http://", 7) == 0 ? LOADGEN_PUB_HTTP
@@ -1141,6 +1724,8 @@ static int loadgen_parse_args(struct loadgen_opts *o, int argc, char **argv)
     if (o->conns == 0 || o->topics == 0 || o->ramp == 0 || o->rate <= 0
         || o->duration <= 0 || o->pub_conns == 0
         || o->pub_conns > LOADGEN_MAX_PUB_CONNS || o->size > 1 << 20
+        || (o->transport == LOADGEN_TRANSPORT_H2
+            && (o->h2_streams == 0 || o->h2_streams > LOADGEN_MAX_H2_STREAMS))
         || !loadgen_pattern_ok(o->sub_path) || !loadgen_pattern_ok(o->pub_topic)) {
         fprintf(stderr, "loadgen: bad option value\n");
         return -1;
@@ -1170,6 +1755,28 @@ static int loadgen_resolve(struct loadgen *lg)
     return 0;
 }
 
+/* TLS context; for HTTP/2 the connections, callbacks and allocator. */
+static int loadgen_init_transport(struct loadgen *lg)
+{
+    if (lg->o.transport == LOADGEN_TRANSPORT_H1)
+        return 0;
+    lg->ssl_ctx = loadgen_tls_ctx();
+    if (!lg->ssl_ctx)
+        return -1;
+    if (lg->o.transport != LOADGEN_TRANSPORT_H2)
+        return 0;
+    lg->nh2conns = loadgen_connections(&lg->o);
+    lg->h2conns = calloc(lg->nh2conns, sizeof(*lg->h2conns));
+    lg->h2_callbacks = loadgen_h2_callbacks();
+    if (!lg->h2conns || !lg->h2_callbacks)
+        return -1;
+    for (unsigned j = 0; j < lg->nh2conns; j++)
+        lg->h2conns[j].fd = -1;
+    lg->h2_mem = (nghttp2_mem){lg, loadgen_h2_malloc, loadgen_h2_free,
+                               loadgen_h2_calloc, loadgen_h2_realloc};
+    return 0;
+}
+
 /* Allocates everything the run needs. 0, or -1 (loadgen_free cleans up). */
 static int loadgen_init(struct loadgen *lg)
 {
@@ -1190,6 +1797,8 @@ static int loadgen_init(struct loadgen *lg)
         if (!c->carry)
             return -1;
     }
+    if (loadgen_init_transport(lg) < 0)
+        return -1;
     lg->tick = event_new(lg->base, -1, EV_PERSIST, loadgen_tick, lg);
     if (!lg->tick || loadgen_resolve(lg) < 0 || loadgen_pub_start(lg) < 0)
         return -1;
@@ -1206,8 +1815,22 @@ static int loadgen_init(struct loadgen *lg)
 
 static void loadgen_free(struct loadgen *lg)
 {
+    for (unsigned j = 0; lg->h2conns && j < lg->nh2conns; j++) {
+        struct loadgen_h2conn *h = &lg->h2conns[j];
+        if (h->session)
+            nghttp2_session_del(h->session);
+        SSL_free(h->ssl);
+        if (h->ev)
+            event_free(h->ev);
+        if (h->fd >= 0)
+            close(h->fd);
+    }
+    free(lg->h2conns);
+    if (lg->h2_callbacks)
+        nghttp2_session_callbacks_del(lg->h2_callbacks);
     for (unsigned i = 0; lg->conns && i < lg->o.conns; i++) {
         struct loadgen_conn *c = &lg->conns[i];
+        SSL_free(c->ssl);
         if (c->ev)
             event_free(c->ev);
         if (c->fd >= 0)
@@ -1224,6 +1847,7 @@ static void loadgen_free(struct loadgen *lg)
         event_free(lg->tick);
     if (lg->base)
         event_base_free(lg->base);
+    SSL_CTX_free(lg->ssl_ctx);
     free(lg->rbuf);
     free(lg->payload);
 }
