@@ -39,6 +39,7 @@ const { waitFor } = require('./lib/procs');
 const { connectRedis, startRedis, startSentinel } = require('./lib/redis');
 const { mqttPublish, startMosquitto } = require('./lib/mosquitto');
 const { readResuming } = require('./lib/fixtures');
+const { openSse } = require('./lib/sse');
 const { Sluice, runSluice, writeConfig } = require('./lib/sluice');
 const { freePort } = require('./lib/procs');
 
@@ -169,8 +170,15 @@ describe('history.redis through Redis Sentinel', () => {
                 /* N is published last: once it arrived, everything before
                  * it must have (one topic, QoS 1, one publisher). */
                 const payload = (e) => Number(JSON.parse(e.data).payload);
-                const readers = ctx.replicas.map((r) => readResuming(r.port, '/plant/s1',
-                    (evs) => evs.some((e) => payload(e) >= N), { timeoutMs: 100000 }));
+                /* Both streams open before 1 is published: a stream with
+                 * no Last-Event-ID starts from what comes next. */
+                const firsts = await Promise.all(ctx.replicas.map(async (r) => {
+                    const c = await openSse(r.port, '/plant/s1');
+                    await c.waitForFrame((f) => f.retry !== null, 'the stream to open');
+                    return c;
+                }));
+                const readers = ctx.replicas.map((r, i) => readResuming(r.port, '/plant/s1',
+                    (evs) => evs.some((e) => payload(e) >= N), { timeoutMs: 100000, first: firsts[i] }));
                 readers.forEach((p) => p.catch(() => {})); /* awaited below */
                 const publish = (n) => mqttPublish(ctx.mosquitto.port, 'factory/s1/value', String(n), { qos: 1 });
                 let n = 0;
