@@ -43,9 +43,9 @@
  * A Redis failover that lost the log's tail is seen when the tail
  * reconnects and the last entry it read is gone while an older one is
  * still there (trimming removes the oldest first), whatever the log took
- * since (sink.rolled_back). Entries trimmed (MAXLEN) before this replica read
- * them are seen by their count: each entry carries "c", the log's own
- * count of entries (P:meta "seq", moved in the append script), and a
+ * since (sink.rolled_back). Entries trimmed (MAXLEN) before this replica
+ * read them are seen by their count: each entry carries "c", the log's
+ * own count of entries (P:meta "seq", moved in the append script), and a
  * jump is a gap (sink.gap).
  *
  * Adapter-layer (hiredis). Only bridge/replica.c uses it.

@@ -266,9 +266,10 @@ static void h1_append(struct stream *s, const char *data, size_t len)
 /*
  * Hot path: the stream's first event in this loop turn goes straight to
  * the socket from the shared frame: one send(2) (over TLS one SSL_write),
- * no copy into a buffer, no allocation. What the socket does not take, and any later event of the
- * same turn, is appended to the output and written once at the end of the
- * turn (h1_write), so bursts and slow sockets still coalesce.
+ * no copy into a buffer, no allocation. What the socket does not take,
+ * and any later event of the same turn, is appended to the output and
+ * written once at the end of the turn (h1_write), so bursts and slow
+ * sockets still coalesce.
  */
 static void h1_deliver(struct stream *s, const struct frame *f)
 {

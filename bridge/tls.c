@@ -200,7 +200,7 @@ struct ssl_st *tls_ssl_new(struct tls *t)
  * Written by hand rather than left to bufferevent_openssl, which only
  * arms the write event when bytes are added and sends them on the next
  * loop turn, then disarms it: two epoll_ctl calls and a wakeup for every
- * small write, more than the encryption itself costs on the hot path.
+ * small write, about what the encryption itself costs on the hot path.
  */
 size_t tls_write_now(struct bufferevent *bev, const void *data, size_t len)
 {
