@@ -64,6 +64,8 @@
 #define H2_MAX_HEADER_LIST (16 * 1024)
 /* Frames are produced while the connection's output holds less. */
 #define H2_OUTPUT_HIGH (64 * 1024)
+/* What h2_join_records joins: one TLS record's worth of plaintext. */
+#define H2_RECORD_MAX (16 * 1024)
 /* A client whose socket accepts nothing for this long is dropped. */
 #define H2_WRITE_TIMEOUT_S 30
 /* Stream resets a peer may cause: a burst, then this many per second. */
@@ -302,6 +304,22 @@ static void h2_run_drained(struct h2_conn *c)
     }
 }
 
+/*
+ * bufferevent_openssl makes one TLS record (one SSL_write, one write(2))
+ * of every chunk of the output, and each DATA frame is a chunk of its
+ * own (moved, not copied, from its stream). Joining the head of the
+ * output into one chunk of up to a record's size makes the turn's frames
+ * one record: one copy of bytes that are small, instead of an SSL_write
+ * and a packet per frame.
+ */
+static void h2_join_records(struct h2_conn *c)
+{
+    struct evbuffer *out = h2_output(c);
+    size_t len = evbuffer_get_length(out);
+
+    evbuffer_pullup(out, (ssize_t)(len < H2_RECORD_MAX ? len : H2_RECORD_MAX));
+}
+
 /* The flush event: the connection's one write of the loop turn; frees a
  * dead or finished connection. */
 static void h2_on_flush(evutil_socket_t fd, short what, void *arg)
@@ -320,6 +338,8 @@ static void h2_on_flush(evutil_socket_t fd, short what, void *arg)
         h2_conn_free(c);
         return;
     }
+    if (c->tls)
+        h2_join_records(c);
     h2_run_drained(c);
     if (nghttp2_session_want_write(c->session) && !h2_output_full(c))
         h2_conn_schedule(c); /* the drain callbacks queued more */
