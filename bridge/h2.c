@@ -64,8 +64,6 @@
 #define H2_MAX_HEADER_LIST (16 * 1024)
 /* Frames are produced while the connection's output holds less. */
 #define H2_OUTPUT_HIGH (64 * 1024)
-/* What h2_join_records joins: one TLS record's worth of plaintext. */
-#define H2_RECORD_MAX (16 * 1024)
 /* A client whose socket accepts nothing for this long is dropped. */
 #define H2_WRITE_TIMEOUT_S 30
 /* Stream resets a peer may cause: a burst, then this many per second. */
@@ -307,17 +305,21 @@ static void h2_run_drained(struct h2_conn *c)
 /*
  * bufferevent_openssl makes one TLS record (one SSL_write, one write(2))
  * of every chunk of the output, and each DATA frame is a chunk of its
- * own (moved, not copied, from its stream). Joining the head of the
- * output into one chunk of up to a record's size makes the turn's frames
- * one record: one copy of bytes that are small, instead of an SSL_write
- * and a packet per frame.
+ * own (moved, not copied, from its stream). Joining the turn's frames
+ * into one chunk makes them as few records as OpenSSL needs (16 KiB of
+ * plaintext each): one copy of bytes that are small, instead of an
+ * SSL_write and a packet per frame. The copy is bounded: frames are
+ * produced only while the output holds less than H2_OUTPUT_HIGH.
+ *
+ * Only an output that was empty before the turn is joined. What an
+ * earlier turn left waits on a full socket and may be the head of an
+ * SSL_write that must be repeated; joining it again each turn would copy
+ * it again for nothing.
  */
-static void h2_join_records(struct h2_conn *c)
+static void h2_join_records(struct h2_conn *c, size_t before)
 {
-    struct evbuffer *out = h2_output(c);
-    size_t len = evbuffer_get_length(out);
-
-    evbuffer_pullup(out, (ssize_t)(len < H2_RECORD_MAX ? len : H2_RECORD_MAX));
+    if (before == 0)
+        evbuffer_pullup(h2_output(c), -1);
 }
 
 /* The flush event: the connection's one write of the loop turn; frees a
@@ -325,12 +327,14 @@ static void h2_join_records(struct h2_conn *c)
 static void h2_on_flush(evutil_socket_t fd, short what, void *arg)
 {
     struct h2_conn *c = arg;
+    size_t before;
     int rv;
 
     if (c->dead) {
         h2_conn_free(c);
         return;
     }
+    before = evbuffer_get_length(h2_output(c));
     rv = nghttp2_session_send(c->session);
     if (rv != 0) {
         log_limited(LOG_INFO, 10000, "HTTP/2 connection ended: %s",
@@ -339,7 +343,7 @@ static void h2_on_flush(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (c->tls)
-        h2_join_records(c);
+        h2_join_records(c, before);
     h2_run_drained(c);
     if (nghttp2_session_want_write(c->session) && !h2_output_full(c))
         h2_conn_schedule(c); /* the drain callbacks queued more */

@@ -338,6 +338,59 @@ describe('many streams on one connection', () => {
     });
 });
 
+/*
+ * The same as tls.test.js's paused TLS client, over HTTP/2: curl holds
+ * three streams on one connection and is stopped (SIGSTOP) while 12 MB
+ * per stream are published, within its flow-control windows but more
+ * than the kernel's socket buffers hold. sluice's write over TLS meets a
+ * full socket (the test checks the socket's send queue), must be retried
+ * with the same bytes, and the turns that follow must not join or reorder
+ * what waits. After SIGCONT every stream has every event whole, in order,
+ * once.
+ */
+describe('a connection whose socket fills', () => {
+    it('curl stopped past a full socket, then resumed, gets every event on every stream', async () => {
+        const s = await startSluice(config(ctx.redis.port, [
+            'tls:', `  cert_file: ${cert}`, `  key_file: ${key}`,
+            'http2:', '  enabled: true',
+        ]).replace('max_pending: 64KiB', 'max_pending: 64MiB'), { tls: true });
+        const url = `https://127.0.0.1:${s.port}/r/fullh2`;
+        const files = [0, 1, 2].map((i) => path.join(dir, `full${i}.txt`));
+        const child = spawn('curl', ['-skN', '--http2', '--parallel', '--parallel-max', '3',
+            ...files.flatMap((f) => [url, '-o', f])]);
+        const read = (f) => (fs.existsSync(f) ? fs.readFileSync(f, 'latin1') : '');
+        const sendQueue = () => execFileSync('ss', ['-Htn', 'state', 'established', `sport = :${s.port}`])
+            .toString().split('\n').filter(Boolean).map((l) => Number(l.trim().split(/\s+/)[1]));
+        try {
+            await waitFor(() => files.every((f) => read(f).includes('retry:')), 'three streams open');
+            const m = (await httpRequest(s.port, '/metrics', { tls: true })).body;
+            assert.equal(metricValue(m, 'sluice_streams{protocol="h2",tls="true"}'), 3);
+            assert.equal(metricValue(m, 'sluice_connections_accepted_total{protocol="h2",tls="true"}'), 1,
+                'curl multiplexed the three on one connection');
+            child.kill('SIGSTOP');
+            const n = 200;
+            const pad = 'x'.repeat(60000);
+            for (let i = 0; i < n; i++) {
+                await ctx.pub.publish('fullh2', JSON.stringify({ n: i, pad }));
+            }
+            await waitFor(() => sendQueue().some((q) => q > 1000000), 'the socket to fill', 10000, 100);
+            child.kill('SIGCONT');
+            await waitFor(() => files.every((f) => read(f).includes(`{"n":${n - 1},`)), 'the last event on every stream', 30000);
+            for (const f of files) {
+                const seen = [...read(f).matchAll(/"n":(\d+),"pad":"(x*)"/g)];
+                assert.deepEqual(seen.map((x) => Number(x[1])), [...Array(n).keys()], `${f}: every event once, in order`);
+                assert.ok(seen.every((x) => x[2].length === 60000), `${f}: every payload whole`);
+            }
+            assert.equal(metricValue((await httpRequest(s.port, '/metrics', { tls: true })).body,
+                'sluice_clients_dropped_total{reason="slow"}'), 0);
+        } finally {
+            child.kill('SIGCONT');
+            child.kill('SIGKILL');
+            await s.stop();
+        }
+    });
+});
+
 describe('SIGHUP with HTTP/2 streams open', () => {
     /* Reloads s with its config text transformed by edit; waits for the
      * n-th "reloaded" line. */
