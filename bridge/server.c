@@ -576,7 +576,8 @@ static void server_pending_release(struct server_pending *p)
     free(p);
 }
 
-/* The request on bev arrived in full: stop tracking its connection. */
+/* The request on bev arrived in full, so its TLS handshake, if any, is
+ * done: stop tracking the connection, and have TLS write with send(2). */
 static void server_pending_done(struct server *srv, struct bufferevent *bev)
 {
     for (struct server_pending **link = &srv->pending; *link != NULL;
@@ -585,6 +586,8 @@ static void server_pending_done(struct server *srv, struct bufferevent *bev)
         if (p->bev != bev)
             continue;
         *link = p->next;
+        if (p->tls)
+            tls_use_send(srv->tls, bev); /* the handshake is done */
         server_pending_release(p);
         return;
     }

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
@@ -31,7 +32,9 @@ static const unsigned char tls_alpn_h1[] = "\x08http/1.1";
 static const unsigned char tls_alpn_h2[] = "\x02h2\x08http/1.1";
 
 struct tls {
-    SSL_CTX *ctx; /* owned: the context new connections get */
+    SSL_CTX *ctx;          /* owned: the context new connections get */
+    BIO_METHOD *send_bio;  /* owned: tls_use_send's socket BIO */
+    int send_bio_type;     /* its BIO type (BIO_method_type) */
 };
 
 /* OpenSSL's reason for the first error queued (the root cause: "no
@@ -152,16 +155,52 @@ static SSL_CTX *tls_ctx_new(const struct config *cfg, char *err, size_t errlen)
     return ctx;
 }
 
+/* The write of tls_use_send's BIO: BIO_s_socket's, with send(2) in place
+ * of write(2). */
+static int tls_bio_send(BIO *b, const char *in, int len)
+{
+    ssize_t n = send((int)BIO_get_fd(b, NULL), in, (size_t)len, MSG_NOSIGNAL);
+
+    BIO_clear_retry_flags(b);
+    if (n <= 0 && BIO_sock_should_retry((int)n))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+/* A socket BIO (BIO_s_socket's read, control, create and destroy: the fd,
+ * its retry rules) that writes with tls_bio_send; NULL on ENOMEM. */
+static BIO_METHOD *tls_send_bio_new(int type)
+{
+    const BIO_METHOD *sock = BIO_s_socket();
+    BIO_METHOD *m = BIO_meth_new(type, "sluice socket (send)");
+
+    if (m == NULL)
+        return NULL;
+    BIO_meth_set_write(m, tls_bio_send);
+    BIO_meth_set_read(m, BIO_meth_get_read(sock));
+    BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(sock));
+    BIO_meth_set_create(m, BIO_meth_get_create(sock));
+    BIO_meth_set_destroy(m, BIO_meth_get_destroy(sock));
+    return m;
+}
+
 struct tls *tls_new(const struct config *cfg, char *err, size_t errlen)
 {
     struct tls *t = calloc(1, sizeof(*t));
 
-    if (t == NULL) {
+    if (t != NULL) {
+        t->send_bio_type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK |
+                           BIO_TYPE_DESCRIPTOR;
+        t->send_bio = tls_send_bio_new(t->send_bio_type);
+    }
+    if (t == NULL || t->send_bio == NULL) {
+        free(t);
         snprintf(err, errlen, "tls: out of memory");
         return NULL;
     }
     t->ctx = tls_ctx_new(cfg, err, errlen);
     if (t->ctx == NULL) {
+        BIO_meth_free(t->send_bio);
         free(t);
         return NULL;
     }
@@ -202,6 +241,25 @@ struct ssl_st *tls_ssl_new(struct tls *t)
  * loop turn, then disarms it: two epoll_ctl calls and a wakeup for every
  * small write, about what the encryption itself costs on the hot path.
  */
+void tls_use_send(struct tls *t, struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    BIO *old = ssl != NULL ? SSL_get_wbio(ssl) : NULL;
+    BIO *b;
+    int fd;
+
+    if (old == NULL || BIO_method_type(old) == t->send_bio_type)
+        return;
+    fd = (int)BIO_get_fd(old, NULL);
+    if (fd < 0 || (b = BIO_new(t->send_bio)) == NULL)
+        return; /* it goes on with write(2) */
+    BIO_set_fd(b, fd, BIO_NOCLOSE);
+    SSL_set0_wbio(ssl, b); /* frees our hold on old; it stays the rbio */
+}
+
+/* No ERR_clear_error before SSL_write: only SSL_get_error reads the
+ * queue, and neither this nor bufferevent_openssl (which clears it
+ * first) asks it about this call. */
 size_t tls_write_now(struct bufferevent *bev, const void *data, size_t len)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(bev);
@@ -209,7 +267,6 @@ size_t tls_write_now(struct bufferevent *bev, const void *data, size_t len)
 
     if (ssl == NULL || len == 0 || len > INT_MAX)
         return 0;
-    ERR_clear_error();
     n = SSL_write(ssl, data, (int)len);
     if (n <= 0) {
         ERR_clear_error(); /* bufferevent_openssl meets it again */
@@ -223,5 +280,6 @@ void tls_free(struct tls *t)
     if (t == NULL)
         return;
     SSL_CTX_free(t->ctx);
+    BIO_meth_free(t->send_bio);
     free(t);
 }

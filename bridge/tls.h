@@ -43,6 +43,17 @@ int tls_check(const struct config *cfg, char *err, size_t errlen);
 struct ssl_st *tls_ssl_new(struct tls *t);
 
 /*
+ * Has OpenSSL send bev's records with send(2) instead of the write(2) of
+ * its socket BIO, which libevent puts on every TLS connection: a socket
+ * write through the VFS layer costs about half a microsecond more (fd
+ * position lock, fsnotify), as much as the encryption of a small event.
+ * Reading stays with libevent's BIO. For a connection whose handshake is
+ * done; once is enough, and a second call, or a failure (ENOMEM), leaves
+ * the connection as it is.
+ */
+void tls_use_send(struct tls *t, struct bufferevent *bev);
+
+/*
  * Encrypts and sends data on a bufferevent_openssl connection now, with
  * SSL_write on its socket, and returns how many bytes went out: all of
  * them, or 0 when the socket is full or the connection failed. The
