@@ -28,6 +28,7 @@
 
 struct bridge;
 struct compressor;
+struct bufferevent;
 struct evbuffer;
 struct evhttp_connection;
 struct evbuffer_cb_entry;
@@ -52,6 +53,8 @@ struct stream {
 
     /* HTTP/1.x (h1.c) */
     struct evhttp_connection *evcon; /* owned by libevent */
+    struct bufferevent *bev;         /* evcon's (owned by libevent) */
+    struct evbuffer *out;            /* bev's output (owned by libevent) */
     int fd;                          /* the socket (owned by libevent) */
     struct evbuffer_cb_entry *input_cb; /* discards what the client sends */
     size_t input_bytes;    /* sent by the client since its request */
