@@ -33,7 +33,7 @@ static const unsigned char tls_alpn_h2[] = "\x02h2\x08http/1.1";
 
 struct tls {
     SSL_CTX *ctx;          /* owned: the context new connections get */
-    BIO_METHOD *send_bio;  /* owned: tls_use_send's socket BIO */
+    BIO_METHOD *send_bio;  /* owned: tls_use_send's socket BIO; NULL: none */
     int send_bio_type;     /* its BIO type (BIO_method_type) */
 };
 
@@ -168,12 +168,18 @@ static int tls_bio_send(BIO *b, const char *in, int len)
 }
 
 /* A socket BIO (BIO_s_socket's read, control, create and destroy: the fd,
- * its retry rules) that writes with tls_bio_send; NULL on ENOMEM. */
-static BIO_METHOD *tls_send_bio_new(int type)
+ * its retry rules) that writes with tls_bio_send, its type in *type;
+ * NULL when OpenSSL has no BIO type left or no memory. */
+static BIO_METHOD *tls_send_bio_new(int *type)
 {
     const BIO_METHOD *sock = BIO_s_socket();
-    BIO_METHOD *m = BIO_meth_new(type, "sluice socket (send)");
+    int index = BIO_get_new_index();
+    BIO_METHOD *m;
 
+    if (index < 0)
+        return NULL;
+    *type = index | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR;
+    m = BIO_meth_new(*type, "sluice socket (send)");
     if (m == NULL)
         return NULL;
     BIO_meth_set_write(m, tls_bio_send);
@@ -188,16 +194,11 @@ struct tls *tls_new(const struct config *cfg, char *err, size_t errlen)
 {
     struct tls *t = calloc(1, sizeof(*t));
 
-    if (t != NULL) {
-        t->send_bio_type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK |
-                           BIO_TYPE_DESCRIPTOR;
-        t->send_bio = tls_send_bio_new(t->send_bio_type);
-    }
-    if (t == NULL || t->send_bio == NULL) {
-        free(t);
+    if (t == NULL) {
         snprintf(err, errlen, "tls: out of memory");
         return NULL;
     }
+    t->send_bio = tls_send_bio_new(&t->send_bio_type); /* NULL: write(2) */
     t->ctx = tls_ctx_new(cfg, err, errlen);
     if (t->ctx == NULL) {
         BIO_meth_free(t->send_bio);
@@ -248,7 +249,8 @@ void tls_use_send(struct tls *t, struct bufferevent *bev)
     BIO *b;
     int fd;
 
-    if (old == NULL || BIO_method_type(old) == t->send_bio_type)
+    if (t->send_bio == NULL || old == NULL ||
+        BIO_method_type(old) == t->send_bio_type)
         return;
     fd = (int)BIO_get_fd(old, NULL);
     if (fd < 0 || (b = BIO_new(t->send_bio)) == NULL)

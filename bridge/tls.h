@@ -44,12 +44,12 @@ struct ssl_st *tls_ssl_new(struct tls *t);
 
 /*
  * Has OpenSSL send bev's records with send(2) instead of the write(2) of
- * its socket BIO, which libevent puts on every TLS connection: a socket
- * write through the VFS layer costs about half a microsecond more (fd
- * position lock, fsnotify), as much as the encryption of a small event.
+ * the socket BIO that libevent puts on every TLS connection: write(2) on
+ * a socket also goes through the VFS layer (fd position lock, fsnotify),
+ * about 0.7 us per delivery over TLS HTTP/1.1 (tests/bench/README.md).
  * Reading stays with libevent's BIO. For a connection whose handshake is
- * done; once is enough, and a second call, or a failure (ENOMEM), leaves
- * the connection as it is.
+ * done. Once is enough; a second call, or a failure (no memory, or
+ * OpenSSL out of BIO types), leaves the connection as it is.
  */
 void tls_use_send(struct tls *t, struct bufferevent *bev);
 
