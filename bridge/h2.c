@@ -306,8 +306,8 @@ static void h2_run_drained(struct h2_conn *c)
  * bufferevent_openssl makes one TLS record (one SSL_write, one write(2))
  * of every chunk of the output, and each DATA frame is a chunk of its
  * own (moved, not copied, from its stream). Joining the turn's frames
- * into one chunk makes them as few records as OpenSSL needs (16 KiB of
- * plaintext each): one copy of bytes that are small, instead of an
+ * into one chunk makes them as few records as libevent's SSL_writes of
+ * 15,000 bytes: one copy of bytes that are small, instead of an
  * SSL_write and a packet per frame. The copy is bounded: frames are
  * produced only while the output holds less than H2_OUTPUT_HIGH.
  *

@@ -236,12 +236,6 @@ struct ssl_st *tls_ssl_new(struct tls *t)
     return SSL_new(t->ctx);
 }
 
-/*
- * Written by hand rather than left to bufferevent_openssl, which only
- * arms the write event when bytes are added and sends them on the next
- * loop turn, then disarms it: two epoll_ctl calls and a wakeup for every
- * small write, about what the encryption itself costs on the hot path.
- */
 void tls_use_send(struct tls *t, struct bufferevent *bev)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(bev);
@@ -256,12 +250,18 @@ void tls_use_send(struct tls *t, struct bufferevent *bev)
     if (fd < 0 || (b = BIO_new(t->send_bio)) == NULL)
         return; /* it goes on with write(2) */
     BIO_set_fd(b, fd, BIO_NOCLOSE);
-    SSL_set0_wbio(ssl, b); /* frees our hold on old; it stays the rbio */
+    SSL_set0_wbio(ssl, b); /* drops the write reference; old stays rbio */
 }
 
-/* No ERR_clear_error before SSL_write: only SSL_get_error reads the
+/*
+ * Written by hand rather than left to bufferevent_openssl, which only
+ * arms the write event when bytes are added and sends them on the next
+ * loop turn, then disarms it: two epoll_ctl calls and a wakeup for every
+ * small write, about what the encryption itself costs on the hot path.
+ * No ERR_clear_error before SSL_write: only SSL_get_error reads the
  * queue, and neither this nor bufferevent_openssl (which clears it
- * first) asks it about this call. */
+ * first) asks it about this call.
+ */
 size_t tls_write_now(struct bufferevent *bev, const void *data, size_t len)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(bev);
