@@ -359,8 +359,13 @@ describe('a connection whose socket fills', () => {
         const child = spawn('curl', ['-skN', '--http2', '--parallel', '--parallel-max', '3',
             ...files.flatMap((f) => [url, '-o', f])]);
         const read = (f) => (fs.existsSync(f) ? fs.readFileSync(f, 'latin1') : '');
-        const sendQueue = () => execFileSync('ss', ['-Htn', 'state', 'established', `sport = :${s.port}`])
-            .toString().split('\n').filter(Boolean).map((l) => Number(l.trim().split(/\s+/)[1]));
+        /* Send queues (bytes) of sluice's established sockets on its port,
+         * from /proc/net/tcp: local address, state 01, tx_queue. */
+        const port = s.port.toString(16).toUpperCase().padStart(4, '0');
+        const sendQueue = () => fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)
+            .map((l) => l.trim().split(/\s+/))
+            .filter((f) => f.length > 4 && f[1].endsWith(`:${port}`) && f[3] === '01')
+            .map((f) => parseInt(f[4].split(':')[0], 16));
         try {
             await waitFor(() => files.every((f) => read(f).includes('retry:')), 'three streams open');
             const m = (await httpRequest(s.port, '/metrics', { tls: true })).body;
